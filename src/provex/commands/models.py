@@ -1,0 +1,3 @@
+"""Commands: models."""
+
+from provex.commands.apps import app, models_app, moe_app, prolog_app  # noqa: F401
