@@ -1,4 +1,4 @@
-"""The Prolog engine's API: values, statuses, isolation, structure and the reference executor."""
+"""Engine API: values, statuses, isolation, program structure, reference executor."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from provex.prolog.engine import (
     STATUSES,
     Atom,
     Compound,
+    ProgramStructure,
     PrologPool,
     PrologResult,
-    ProgramStructure,
     Var,
     run_reference,
     shared_pool,
@@ -31,9 +31,7 @@ solve(Total) :- num_bags_cement(B), price_per_bag_cement(P), num_lorries_sand(L)
 """
 
 # The same problem written with four constraint blocks.
-CEMENT_FOUR = CEMENT.replace(
-    "{Sand = L * T * S}", "{Tons = L * T}, {Sand = Tons * S}"
-)
+CEMENT_FOUR = CEMENT.replace("{Sand = L * T * S}", "{Tons = L * T}, {Sand = Tons * S}")
 
 CLPQ = ":- use_module(library(clpq)).\n"
 
@@ -106,11 +104,18 @@ def test_huge_integer_text(pool):
 
 def test_atom_string_list_compound(pool):
     result = pool.run(
-        'solve(X) :- X = f(abc, "text", [1, two], \'hello world\', [], g(1.0)).'
+        "solve(X) :- X = f(abc, \"text\", [1, two], 'hello world', [], g(1.0))."
     )
     expected = Compound(
         "f",
-        (Atom("abc"), "text", [1, Atom("two")], Atom("hello world"), [], Compound("g", (1.0,))),
+        (
+            Atom("abc"),
+            "text",
+            [1, Atom("two")],
+            Atom("hello world"),
+            [],
+            Compound("g", (1.0,)),
+        ),
     )
     assert result.value() == expected
     assert result.text() == "f(abc,text,[1,two],hello world,[],g(1.0))"
@@ -133,7 +138,9 @@ def test_first_solution_only(pool):
 
 
 def test_output_captured(pool):
-    program = "solve(X) :- write(a), nl, print(b), format('~w~n', [c]), writeln(d), X = 1."
+    program = (
+        "solve(X) :- write(a), nl, print(b), format('~w~n', [c]), writeln(d), X = 1."
+    )
     result = pool.run(program)
     assert result.output == "a\nbc\nd\n"
 
@@ -197,7 +204,9 @@ def test_status_timeout(pool):
 
 
 def test_status_inference_limit(pool):
-    assert pool.run("solve(X) :- loop. loop :- loop.").status == "inference_limit"
+    # A generous time limit, so that the inference limit is hit first on a busy machine.
+    result = pool.run("solve(X) :- loop. loop :- loop.", time_limit=5.0)
+    assert result.status == "inference_limit"
 
 
 def test_status_resource_error(pool):
@@ -390,3 +399,20 @@ def test_reference_missing_solve():
 
 def test_reference_timeout():
     assert run_reference("solve(X) :- loop. loop :- loop.", timeout=1.0) is None
+
+
+def test_syntax_error_query_still_runs(pool):
+    # The unparsable clause is skipped, as plain swipl does, and the query runs.
+    # Without library(clpfd), #= is not an operator.
+    result = pool.run("helper(N) :- N #= 3.\nsolve(7).\n")
+    assert result.status == "syntax_error"
+    assert result.query_status == "ok"
+    assert result.value() == 7
+
+
+def test_syntax_error_reference_agrees():
+    assert run_reference("helper(N) :- N #= 3.\nsolve(7).\n") == "7"
+
+
+def test_query_status_defaults_to_status(pool):
+    assert pool.run("solve(X) :- X = 1, X = 2.").query_status == "fail"

@@ -17,11 +17,17 @@ from provex.moe.lowrank import (
 )
 
 
-def _spectrum_matrix(rows: int, cols: int, decay: float = 0.8, seed: int = 0) -> torch.Tensor:
+def _spectrum_matrix(
+    rows: int, cols: int, decay: float = 0.8, seed: int = 0
+) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     k = min(rows, cols)
-    u, _ = torch.linalg.qr(torch.randn(rows, k, generator=generator, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(cols, k, generator=generator, dtype=torch.float64))
+    u, _ = torch.linalg.qr(
+        torch.randn(rows, k, generator=generator, dtype=torch.float64)
+    )
+    v, _ = torch.linalg.qr(
+        torch.randn(cols, k, generator=generator, dtype=torch.float64)
+    )
     s = torch.tensor([decay**i for i in range(k)], dtype=torch.float64)
     return ((u * s) @ v.T).float()
 
@@ -52,7 +58,9 @@ def test_error_matches_eckart_young():
     B, A = d.factors(4)
     measured = float((delta - B @ A).norm() / delta.norm())
     # Singular values 0.8**i: the relative error at rank r is 0.8**r for a long tail.
-    expected = math.sqrt(sum(0.64**i for i in range(4, 32)) / sum(0.64**i for i in range(32)))
+    expected = math.sqrt(
+        sum(0.64**i for i in range(4, 32)) / sum(0.64**i for i in range(32))
+    )
     assert measured == pytest.approx(expected, rel=1e-4)
     assert d.relative_error(4) == pytest.approx(measured, rel=1e-4)
 
@@ -136,7 +144,10 @@ def test_cache_key_depends_on_content():
 
 
 def test_parse_ranks_named():
-    assert parse_ranks("math=64,code=full", ["public", "math", "code"]) == {1: 64, 2: None}
+    assert parse_ranks("math=64,code=full", ["public", "math", "code"]) == {
+        1: 64,
+        2: None,
+    }
 
 
 def test_parse_ranks_single_int():

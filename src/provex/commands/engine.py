@@ -78,8 +78,9 @@ def run_command(
     reference: bool = typer.Option(
         False,
         "--reference",
-        help="Use the reference executor (a fresh swipl per program, no sandbox, "
-        "5 s timeout) and report its last output line.",
+        help="Use the reference executor instead: a fresh swipl per program running "
+        "'QUERY, writeln(X), halt', no sandbox, 5 s timeout. Reports the last line "
+        "of its output.",
     ),
     field: str | None = typer.Option(
         None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,12 @@ def _fit(data, target: str, formula: str) -> Fit | None:
 
     if data["x"].nunique() < 3 or len(data) < 4:
         return None
-    model = smf.ols(formula, data=data).fit()
-    ci = model.conf_int(alpha=0.05)
+    with warnings.catch_warnings():
+        # Constant accuracy (all cells tied) makes R^2 0/0; it is reported as nan.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model = smf.ols(formula, data=data).fit()
+        ci = model.conf_int(alpha=0.05)
+        r_squared = float(model.rsquared)
     slope, quad = float(model.params["x"]), float(model.params["I(x ** 2)"])
     grid = np.linspace(data["x"].min(), data["x"].max(), 201)
     best_x = float(grid[np.argmax(slope * grid + quad * grid**2)])
@@ -86,7 +91,7 @@ def _fit(data, target: str, formula: str) -> Fit | None:
         slope_ci=(float(ci.loc["x", 0]), float(ci.loc["x", 1])),
         quadratic=quad,
         quadratic_ci=(float(ci.loc["I(x ** 2)", 0]), float(ci.loc["I(x ** 2)", 1])),
-        r_squared=float(model.rsquared),
+        r_squared=r_squared,
         best_rank=2**best_x,
         grid_best_rank=int(means.idxmax()),
     )
@@ -97,7 +102,7 @@ def regressions(rows: list[dict[str, Any]]) -> dict[str, list[Fit]]:
 
     Returns:
         ``{"task": [...], "category": [...], "expert_category": [...]}``; the last
-        holds one fit per (expert, category) without fixed effects.
+        contains one fit per (expert, category) without fixed effects.
     """
     data = _frame(rows)
     result: dict[str, list[Fit]] = {"task": [], "category": [], "expert_category": []}
@@ -124,9 +129,11 @@ def regressions(rows: list[dict[str, Any]]) -> dict[str, list[Fit]]:
 
 
 def loss_by_rank(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Own-domain held-out loss of each 2-expert model: ``{expert: {rank label: loss}}``.
+    """Own-domain held-out loss of each 2-expert model.
 
-    The ``public`` label holds the public model's loss on that domain.
+    Returns ``{expert: {rank label: loss}}``.
+
+    The ``public`` label contains the public model's loss on that domain.
     """
     public = next((r for r in rows if r.get("kind") == "public"), None)
     table: dict[str, dict[str, float]] = {}
@@ -201,7 +208,10 @@ def _mean_loss(row: dict[str, Any]) -> float:
 
 
 def mixture_comparison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Compare each ``Nx-best-a<k>`` cell with ``Nx-full-a<k>``: score, loss, parameters."""
+    """Compare each ``Nx-best-a<k>`` cell with ``Nx-full-a<k>``.
+
+    Compares accuracy, mean held-out loss and parameters.
+    """
     by_id = {r["cell"]: r for r in rows}
     table = []
     for row in rows:
@@ -344,7 +354,7 @@ def analyze(results: str | Path, out_dir: str | Path) -> dict[str, Any]:
     rows = read_results(results)
     if not rows:
         raise ValueError(
-            f"{results} holds no result lines; run 'provex moe sweep' first"
+            f"{results} contains no result lines; run 'provex moe sweep' first"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,8 @@ class BuildConfig:
     task_items: int = 100  # items per continuation task
     task_choices: int = 4
     merged_top_k: int = 2  # num_experts_per_tok of the merged N-expert model
+    olmes_tasks: list[str] | None = None  # OLMES tasks to write; None: all, []: none
+    olmes_limit: int = 500  # documents kept per OLMES task
     corpora: list[CorpusSpec] = field(default_factory=list)
     model: ModelSize = field(default_factory=ModelSize)
     public: TrainSpec = field(default_factory=TrainSpec)
@@ -367,7 +369,7 @@ def domain_embeddings(
 
     FlexOlmo initialises router row i from an embedding of domain i. Here the embedding
     is the public model's own hidden state at the FFN input, averaged over the domain's
-    tokens, taken per layer so that each layer's router sees vectors of its own space.
+    tokens, taken per layer so that each layer's router gets vectors from its own space.
 
     Args:
         model: the dense public model (``Olmo2ForCausalLM``).
@@ -570,7 +572,7 @@ def frozen_weights_identical(public: PreTrainedModel, expert: PreTrainedModel) -
 
 @dataclass
 class BuildResult:
-    """Where a finished build lives and what it measured."""
+    """Paths and held-out losses of a finished build."""
 
     root: Path
     public_dir: Path
@@ -598,7 +600,7 @@ def run_build(config: BuildConfig, output_dir: str | Path | None = None) -> Buil
         output_dir: overrides ``config.output_dir``.
 
     Returns:
-        A ``BuildResult``; ``summary`` holds per-domain held-out losses of the public
+        A ``BuildResult``; ``summary`` contains per-domain held-out losses of the public
         model and of each 2-expert model, and the merged model's.
     """
     import torch
@@ -710,7 +712,13 @@ def run_build(config: BuildConfig, output_dir: str | Path | None = None) -> Buil
         from provex.moe.evaluation import write_continuation_tasks
 
         counts = write_continuation_tasks(
-            domains, root / "tasks", config.task_items, config.task_choices, config.seed
+            domains,
+            root / "tasks",
+            config.task_items,
+            config.task_choices,
+            config.seed,
+            olmes=config.olmes_tasks,
+            olmes_limit=config.olmes_limit,
         )
         progress.finish("tasks", items=counts)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -107,7 +108,8 @@ def is_router_key(key: str) -> bool:
 class FlexCheckpoint:
     """Read-only view of a FlexOlmo or FlexMoRE checkpoint directory.
 
-    Tensors are read lazily with ``safetensors.safe_open``. Keys are exposed in the
+    Tensors are read lazily, one at a time, with positioned file reads into fresh
+    memory (no memory map, so resident memory does not grow with the files). Keys are exposed in the
     per-expert (transformers 4.57) form whatever the layout on disk, so a fused
     ``gate_up_proj [E, 2I, H]`` appears as ``experts.{e}.gate_proj.weight`` and
     ``experts.{e}.up_proj.weight``, each read as a slice of one expert.
@@ -135,8 +137,7 @@ class FlexCheckpoint:
                 "saved from FlexOlmoForCausalLM (for example allenai/Flex-math-2x7B-1T)."
             )
         self._weight_map = _read_weight_map(self.path)
-        self._handles: dict[str, Any] = {}
-        self._stack = contextlib.ExitStack()
+        self._offsets: dict[str, int] = {}
         self._shapes: dict[str, list[int]] = {}
         self._dtypes: dict[str, str] = {}
         self._read_headers()
@@ -182,7 +183,7 @@ class FlexCheckpoint:
 
     # -- tensor access
 
-    def keys(self) -> list[str]:
+    def tensor_keys(self) -> list[str]:
         """Logical (per-expert layout) tensor names, sorted."""
         return sorted(self._logical)
 
@@ -195,20 +196,31 @@ class FlexCheckpoint:
         return _torch_dtype(self._dtypes[self._lookup(key)[0]])
 
     def get(self, key: str) -> torch.Tensor:
-        """Read one logical tensor (for a fused layout, one expert's slice)."""
-        stored, index, _ = self._lookup(key)
-        handle = self._handle(self._weight_map[stored])
-        try:
-            if index is None:
-                return handle.get_tensor(stored)
-            expert, rows = index
-            return handle.get_slice(stored)[expert, rows[0] : rows[1]]
-        except Exception as error:  # safetensors raises its own error types
+        """Read one logical tensor (for a fused layout, one expert's slice) into fresh
+        memory; the result does not alias the file and may be changed in place."""
+        import torch
+
+        stored, index, shape = self._lookup(key)
+        dtype = _torch_dtype(self._dtypes[stored])
+        element = torch.empty((), dtype=dtype).element_size()
+        start = self._offsets[stored]
+        if index is not None:
+            # One expert's rows of a [E, rows, cols] tensor are contiguous on disk.
+            expert, (first, _) = index
+            full_rows, cols = self._shapes[stored][1:]
+            start += (expert * full_rows + first) * cols * element
+        tensor = torch.empty(shape, dtype=dtype)
+        buffer = tensor.reshape(-1).view(torch.uint8).numpy()
+        with open(self.path / self._weight_map[stored], "rb") as handle:
+            handle.seek(start)
+            count = handle.readinto(buffer)
+        if count != buffer.nbytes:
             raise CheckpointError(
                 f"failed to read tensor {stored!r} from "
-                f"{self.path / self._weight_map[stored]}: {error}. The shard may be "
-                "truncated or corrupt; download or convert the checkpoint again."
-            ) from error
+                f"{self.path / self._weight_map[stored]}: got {count} of {buffer.nbytes} "
+                "bytes. The shard is truncated; download or convert it again."
+            )
+        return tensor
 
     def expert(self, layer: int, expert: int) -> dict[str, torch.Tensor]:
         """Read one dense expert: ``{"gate_proj": [I, H], "up_proj": [I, H],
@@ -218,8 +230,7 @@ class FlexCheckpoint:
         }
 
     def close(self) -> None:
-        self._stack.close()
-        self._handles.clear()
+        """Kept for the context-manager protocol; files are opened per read."""
 
     def __enter__(self) -> FlexCheckpoint:
         return self
@@ -229,24 +240,18 @@ class FlexCheckpoint:
 
     # -- internals
 
-    def _handle(self, shard: str) -> Any:
-        from safetensors import safe_open
-
-        if shard not in self._handles:
-            self._handles[shard] = self._stack.enter_context(
-                safe_open(str(self.path / shard), framework="pt", device="cpu")
-            )
-        return self._handles[shard]
-
     def _read_headers(self) -> None:
         for shard in sorted(set(self._weight_map.values())):
             file = self.path / shard
             header = read_safetensors_header(file)
+            with open(file, "rb") as handle:
+                data_start = 8 + int.from_bytes(handle.read(8), "little")
             for name, info in header.items():
                 if name == "__metadata__":
                     continue
                 self._shapes[name] = list(info["shape"])
                 self._dtypes[name] = info["dtype"]
+                self._offsets[name] = data_start + info["data_offsets"][0]
         missing = [k for k in self._weight_map if k not in self._shapes]
         if missing:
             raise CheckpointError(
@@ -362,10 +367,18 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
             raise CheckpointError(
                 f"{file} is corrupt: invalid header ({error})"
             ) from error
-    end = max(
-        (info["data_offsets"][1] for k, info in header.items() if k != "__metadata__"),
-        default=0,
-    )
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        first, last = info["data_offsets"]
+        width = _DTYPE_BYTES.get(info["dtype"], 0)
+        if width and last - first != width * math.prod(info["shape"]):
+            raise CheckpointError(
+                f"{file} is corrupt: tensor {name!r} of shape {info['shape']} spans "
+                f"{last - first} bytes in the header"
+            )
+        end = max(end, last)
     if 8 + header_len + end > size:
         raise CheckpointError(
             f"{file} is corrupt: the header describes {end} data bytes but the file holds "
@@ -376,6 +389,7 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- writing
 
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2}
 _SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
@@ -663,7 +677,7 @@ def convert_layout(
     if layout not in ("per_expert", "fused"):
         raise ValueError(f"unknown layout {layout!r}; use 'per_expert' or 'fused'")
     with FlexCheckpoint(src) as ckpt:
-        plans = [copy_plan(ckpt, key) for key in ckpt.keys()]
+        plans = [copy_plan(ckpt, key) for key in ckpt.tensor_keys()]
         if layout == "fused":
             plans = fuse_expert_plans(plans, ckpt.num_experts)
         with atomic_output_dir(out, overwrite) as tmp:
@@ -763,7 +777,7 @@ def _check_same_architecture(ckpts: Sequence[FlexCheckpoint]) -> None:
 
 def _shared_keys(ckpt: FlexCheckpoint) -> list[str]:
     keys = []
-    for key in ckpt.keys():
+    for key in ckpt.tensor_keys():
         parsed = parse_expert_key(key)
         if parsed is None or parsed[1] == 0:
             keys.append(key)
@@ -851,7 +865,7 @@ def _merged_plan(
         else:
             plans.append(copy_plan(first, key))
     for new_index, (ckpt, e) in enumerate(sources, start=1):
-        for key in ckpt.keys():
+        for key in ckpt.tensor_keys():
             parsed = parse_expert_key(key)
             if parsed is not None and parsed[1] == e:
                 plans.append(
@@ -949,7 +963,7 @@ def remove_experts(
         kept = [e for e in range(ckpt.num_experts) if e not in removed]
         new_index = {old: new for new, old in enumerate(kept)}
         plans = []
-        for key in ckpt.keys():
+        for key in ckpt.tensor_keys():
             parsed = parse_expert_key(key)
             if parsed is not None:
                 if parsed[1] in new_index:

@@ -167,7 +167,8 @@ def load_domain(
     readers = {"files": _read_files, "qa_jsonl": _read_qa, "fortunes": _read_fortunes}
     if spec.kind not in readers:
         raise ValueError(
-            f"corpus {spec.name!r}: unknown kind {spec.kind!r}; use one of {CORPUS_KINDS}"
+            f"corpus {spec.name!r}: unknown kind {spec.kind!r}; "
+            f"use one of {CORPUS_KINDS}"
         )
     sources = list(readers[spec.kind](spec))
     random.Random(seed).shuffle(sources)
@@ -257,7 +258,7 @@ def encode_documents(
 
 
 def heldout_chunks(tokens: torch.Tensor, seq_len: int, max_chunks: int) -> torch.Tensor:
-    """Cut held-out tokens into non-overlapping rows of ``seq_len`` (at most ``max_chunks``).
+    """Cut tokens into at most ``max_chunks`` non-overlapping rows of ``seq_len``.
 
     Returns:
         Tensor of shape (n_chunks, seq_len).

@@ -310,6 +310,7 @@ def run_tasks(
     tasks: list[str] | None = None,
     limit: int | None = None,
     batch_size: int = 16,
+    max_length: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score a loaded model on local multiple-choice tasks with lm-eval.
 
@@ -320,6 +321,8 @@ def run_tasks(
         tasks: task names (without the ``provex_`` prefix); all in the folder if None.
         limit: items per task (None for all).
         batch_size: sequences per forward pass.
+        max_length: context window in tokens; lm-eval keeps the last ``max_length``
+            tokens of longer inputs. Default: the model's ``max_position_embeddings``.
 
     Returns:
         ``{task: {"acc", "acc_norm", "category", "items"}}``.
@@ -335,7 +338,12 @@ def run_tasks(
         raise ValueError(
             f"task(s) {unknown} not in {tasks_dir}; it has {sorted(categories)}"
         )
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = HFLM(
+        pretrained=model,
+        tokenizer=tokenizer,
+        batch_size=batch_size,
+        max_length=max_length,
+    )
     manager = TaskManager(
         include_path=str(Path(tasks_dir).resolve()), include_defaults=False
     )

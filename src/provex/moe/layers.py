@@ -81,6 +81,9 @@ class FlexMoreExperts(nn.ModuleList):
             )
         )
         self.bases = list(config.expert_bases)
+        # False runs every routed expert on its own, as the reference implementation
+        # does (base gate/up recomputed per adapter); kept for benchmarks and tests.
+        self.share_base_projections = True
         # Kept out of the module registry so that len(self) counts experts only.
         object.__setattr__(self, "act_fn", ACT2FN[config.hidden_act])
 
@@ -120,11 +123,12 @@ class FlexMoreExperts(nn.ModuleList):
                 2, 1, 0
             )  # [E, k, T]
             hit = routed.sum(dim=(1, 2)).nonzero().flatten().tolist()
-        groups: dict[int, list[int]] = {}
+        groups: dict[int, tuple[int, list[int]]] = {}
         for index in hit:
             base = index if self[index].is_dense else self.bases[index]
-            groups.setdefault(base, []).append(index)
-        for base, members in groups.items():
+            key = base if self.share_base_projections else index
+            groups.setdefault(key, (base, []))[1].append(index)
+        for base, members in groups.values():
             self._run_group(hidden_states, routed, top_k_weights, base, members, output)
         return output
 

@@ -578,7 +578,7 @@ def _compress_plans(
     import torch
 
     plans: list[TensorPlan] = []
-    for key in ckpt.keys():
+    for key in ckpt.tensor_keys():
         parsed = parse_expert_key(key)
         rank = resolved.get(parsed[1]) if parsed is not None else None
         if parsed is None or rank is None:

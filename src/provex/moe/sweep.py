@@ -4,9 +4,10 @@ The grid follows FlexMoRE's experiment on a small scale:
 
 - ``public``: the dense public model, the baseline without any domain expert.
 - ``2x-<expert>-r<k>`` / ``2x-<expert>-full``: public plus one domain expert, the expert
-  replaced by its rank-k truncated SVD delta on the public expert (or kept dense), top-2.
-- ``Nx-r<k>-a<t>`` / ``Nx-full-a<t>``: the merged N-expert model with every domain expert
-  at rank k (or dense) and ``num_experts_per_tok = t``.
+  replaced by its rank-k truncated SVD delta on the public expert (or kept dense),
+  with top-2 routing.
+- ``Nx-r<k>-a<t>`` / ``Nx-full-a<t>``: the merged N-expert model with every domain
+  expert at rank k (or dense) and ``num_experts_per_tok = t``.
 - ``Nx-best-a<t>``: every domain expert at its own best rank, read from the finished
   2-expert cells when the cell runs.
 
@@ -41,7 +42,7 @@ RESULTS_NAME = "results.jsonl"
 
 @dataclass
 class SweepConfig:
-    """What a sweep evaluates and how.
+    """Settings of a rank sweep: the grid, the tasks and the evaluation device.
 
     ``ranks`` empty means every power of two from 1 up to ``max_rank`` (default: the
     smaller side of the expert matrices). ``top_k`` entries are integers or ``N`` (all
@@ -130,8 +131,8 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
     root = Path(config.build)
     if not (root / "build.yaml").exists():
         raise FileNotFoundError(
-            f"build folder {root} has no build.yaml; run 'provex moe build' first or set "
-            "'build' to a finished build's output_dir"
+            f"build folder {root} has no build.yaml; run 'provex moe build' first "
+            "or set 'build' to a finished build's output_dir"
         )
     build = load_build_config(root / "build.yaml")
     experts = list(config.experts or build.domain_names)
@@ -152,21 +153,23 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
     if bad:
         raise ValueError(
             f"rank(s) {bad} are out of range: the expert matrices are "
-            f"{build.model.intermediate_size}x{build.model.hidden_size}, so ranks must be "
-            f"integers in 1..{max_allowed}"
+            f"{build.model.intermediate_size}x{build.model.hidden_size}, so ranks "
+            f"must be integers in 1..{max_allowed}"
         )
     if config.best_by not in ("score", "loss"):
-        raise ValueError(f"best_by={config.best_by!r}; use 'score' or 'loss'")
+        raise ValueError(f"invalid best_by {config.best_by!r}; use 'score' or 'loss'")
     if config.method not in ("exact", "randomized", "auto"):
-        raise ValueError(f"method={config.method!r}; use exact, randomized or auto")
+        raise ValueError(
+            f"invalid method {config.method!r}; use exact, randomized or auto"
+        )
     num_experts = len(experts) + 1
     top_ks = []
     for value in config.top_k:
         k = num_experts if str(value).upper() == "N" else value
         if not isinstance(k, int) or not 1 <= k <= num_experts:
             raise ValueError(
-                f"top_k value {value!r} is invalid for {num_experts} experts; use integers "
-                f"in 1..{num_experts} or 'N'"
+                f"top_k value {value!r} is invalid for {num_experts} experts; use "
+                f"integers in 1..{num_experts} or 'N'"
             )
         if k not in top_ks:
             top_ks.append(k)
@@ -263,11 +266,11 @@ def best_ranks(
         ]
         if not candidates:
             raise ValueError(
-                f"no finished 2-expert cell for expert {expert!r}; run the 2x-{expert}-* "
-                "cells before the Nx-best cells"
+                f"no finished 2-expert cell for expert {expert!r}; run the "
+                f"2x-{expert}-* cells before the Nx-best cells"
             )
 
-        def key(row: dict[str, Any]) -> tuple[float, float]:
+        def key(row: dict[str, Any], expert: str = expert) -> tuple[float, float]:
             order = math.inf if row["rank"] == "full" else float(row["rank"])
             if by == "loss":
                 return (row["heldout"][expert]["loss"], order)
@@ -362,6 +365,7 @@ def run_cell(plan: SweepPlan, cell_id: str) -> dict[str, Any]:
         plan.config.tasks,
         plan.config.task_limit,
         plan.config.batch_size,
+        max_length=plan.build.model.seq_len,
     )
     row = {
         "cell": cell.id,

@@ -29,6 +29,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
@@ -439,8 +440,16 @@ def check(
     for text in texts:
         code = extract_answer(completion_text(text)) if extract else text
         codes.append(code if code else None)
-    results = execute_programs(codes, pool=pool, query=query)
-    structures = analyze_programs(codes, pool=pool) if analyze else {}
+    if analyze:
+        # Reading and running go to the pool together, so no worker idles
+        # between the two batches.
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            pending = executor.submit(analyze_programs, codes, pool=pool)
+            results = execute_programs(codes, pool=pool, query=query)
+            structures = pending.result()
+    else:
+        results = execute_programs(codes, pool=pool, query=query)
+        structures = {}
     verdicts = []
     for code, result, gold in zip(codes, results, golds, strict=True):
         error_class, value = classify_result(

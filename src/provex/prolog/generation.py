@@ -441,6 +441,7 @@ class ScriptedGenerator(Generator):
         self.repeat_last = repeat_last
         self.prompt_style = prompt_style
         self.calls: list[tuple[str, SamplingParams]] = []
+        self.batches: list[int] = []  # prompts per generate() call
         self._next = 0
 
     def count_tokens(self, text: str) -> int:
@@ -462,6 +463,7 @@ class ScriptedGenerator(Generator):
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams
     ) -> list[Generation]:
+        self.batches.append(len(prompts))
         out = []
         for prompt in prompts:
             rendered = self.render(prompt)

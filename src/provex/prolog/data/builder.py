@@ -60,7 +60,7 @@ _OPERAND_START_RE = re.compile(r"[($\d]")
 _NUMERAL_RE = re.compile(r"(\$?)(\d[\d,]*(?:\.\d+)?|\.\d+)(\s*%|\s*percent)?")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
 _SENTENCE_END_RE = re.compile(r"[.?!](?!\d)|\n")
-_CLAUSE_END_RE = re.compile(r"[.,;:?!\n()=<>\x00]|\d")
+_CLAUSE_END_RE = re.compile(r"[.,;:?!\n()=<>\x00]|\d|\b(?:and|but|while|or)\b")
 
 _SMALL_NUMBERS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -457,9 +457,9 @@ def _words_after(text: str, position: int, limit: int = 3) -> list[str]:
 
 
 def _words_before(text: str, position: int, limit: int = 3) -> list[str]:
-    start = position
-    while start > 0 and not _CLAUSE_END_RE.match(text[start - 1]):
-        start -= 1
+    start = 0
+    for match in _CLAUSE_END_RE.finditer(text, 0, position):
+        start = match.end()
     return _content_words(text[start:position])[-limit:]
 
 
@@ -497,8 +497,13 @@ def _number_mentions(text: str) -> list[tuple[Fraction, int, int, str]]:
     return mentions
 
 
-def _constant_names(value: Fraction, question: str, solution: str) -> list[list[str]]:
-    """Return candidate name words for a constant, one list per mention of it.
+def _constant_names(
+    value: Fraction, question: str, solution: str
+) -> list[tuple[list[str], list[str]]]:
+    """Return ``(words, alternative)`` name candidates, one per mention of a constant.
+
+    The alternative adds the word before the number and is used when the first
+    name is taken ("eats 2 apples" after "4 apples" becomes ``eats_apples``).
 
     Mentions in the question come first; the solution is searched only when the
     question never states the value, then a table of unit conversions is used.
@@ -518,14 +523,19 @@ def _constant_names(value: Fraction, question: str, solution: str) -> list[list[
             elif kind == "percent" and "percent" not in words:
                 words = [*words[:2], "percent"]
             if words:
-                names.append(words)
+                before = _words_before(text, start, limit=1)
+                names.append((words, before + words[:2]))
         if names:
             return names
     text = f"{question} {solution}".lower()
     for known, required, name in _UNIT_CONSTANTS:
         if value == known and all(word in text for word in required):
-            return [name.split("_")]
-    return [["constant", format_number(value).replace(".", "_").replace("-", "minus")]]
+            return [(name.split("_"), [])]
+    fallback = [
+        "constant",
+        format_number(value).replace(".", "_").replace("-", "minus"),
+    ]
+    return [(fallback, [])]
 
 
 class _Names:
@@ -535,14 +545,23 @@ class _Names:
         self.atoms: set[str] = set()
         self.variables: set[str] = set()
 
-    def atom(self, words: list[str], fallback: str) -> str:
-        base = "_".join(words) or fallback
-        base = re.sub(r"[^a-z0-9_]", "", base.lower())[:40].strip("_") or fallback
-        if not base[0].isalpha():
-            base = f"n_{base}"
+    def atom(
+        self, words: list[str], fallback: str, alternative: Sequence[str] = ()
+    ) -> str:
+        if alternative and self._clean("_".join(words), fallback) in self.atoms:
+            words = list(alternative)
+        base = self._clean("_".join(words), fallback)
         if base in _RESERVED:
             base = f"{base}_value"
         return self._unique(base, self.atoms)
+
+    @staticmethod
+    def _clean(base: str, fallback: str) -> str:
+        base = base or fallback
+        base = re.sub(r"[^a-z0-9_]", "", base.lower())[:40].strip("_") or fallback
+        if not base[0].isalpha():
+            base = f"n_{base}"
+        return base
 
     def variable(self, words: list[str], fallback: str) -> str:
         base = "_".join(words) or fallback
@@ -650,7 +669,8 @@ def build_program(question: str, solution: str, gold: Fraction | None = None) ->
             uses[value] += 1
             steps[index].operands[position] = ("const", key)
             if key not in constants:
-                atom = names.atom(candidates[key[1]], "value")
+                words, alternative = candidates[key[1]]
+                atom = names.atom(words, "value", alternative)
                 constants[key] = (atom, names.variable(atom.split("_"), "Value"))
     for index in sorted(needed):
         steps[index].name = names.variable(_step_words(steps[index]), "Step")

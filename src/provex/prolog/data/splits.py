@@ -84,10 +84,10 @@ def select_split(rows: Sequence[T], split: str, **options: Any) -> list[T]:
 
     ``options`` go to ``reference_split``; ``num_rows`` is ``len(rows)``.
     """
-    splits = reference_split(len(rows), **options)
     key = "validation" if split in ("val", "valid") else split
-    if key not in splits:
+    if key not in ("train", "validation", "test"):
         raise ValueError(
             f"unknown split {split!r}; use 'train', 'validation' or 'test'"
         )
+    splits = reference_split(len(rows), **options)
     return [rows[index] for index in splits[key]]

@@ -1,10 +1,10 @@
-"""Sandboxed SWI-Prolog execution: a persistent worker pool and the reference executor."""
+"""Sandboxed SWI-Prolog execution: a pool of persistent workers, and the reference."""
 
 from provex.prolog.engine.pool import (
     STATUSES,
+    ProgramStructure,
     PrologPool,
     PrologResult,
-    ProgramStructure,
     shared_pool,
 )
 from provex.prolog.engine.reference import run_reference

@@ -13,10 +13,12 @@ exception also swallows Prolog's own time limit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -72,6 +74,11 @@ class PrologResult:
         messages: warnings and errors printed while loading the program.
         elapsed: wall-clock seconds from sending the request to the reply.
         error: a description of the error, or ``None``.
+        query_status: the status the query itself reached. It differs from
+            ``status`` only for ``syntax_error``: SWI-Prolog skips clauses it
+            cannot parse and loads the rest, so the query still runs, and its
+            bindings and texts are filled in when it succeeds. This matches what
+            a plain ``swipl`` run of the file prints.
     """
 
     status: str
@@ -81,6 +88,11 @@ class PrologResult:
     messages: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     error: str | None = None
+    query_status: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.query_status is None:
+            self.query_status = self.status
 
     @property
     def ok(self) -> bool:
@@ -104,6 +116,7 @@ class PrologResult:
             "messages": list(self.messages),
             "elapsed": round(self.elapsed, 6),
             "error": self.error,
+            "query_status": self.query_status,
         }
 
 
@@ -139,8 +152,9 @@ def _runner_command() -> list[str]:
     runner and CLP libraries from source, which matters when workers restart.
     """
     with _STATE_LOCK:
-        if not _STATE_PATH:
-            _STATE_PATH.append(_build_state() or "")
+        # Rebuilt when missing, e.g. after a cleaner emptied the temporary directory.
+        if not _STATE_PATH or (_STATE_PATH[0] and not os.path.exists(_STATE_PATH[0])):
+            _STATE_PATH[:] = [_build_state() or ""]
         state = _STATE_PATH[0]
     if state:
         return ["swipl", "-x", state, "--no-packs", "--no-tty"]
@@ -228,16 +242,12 @@ class _Worker:
         process = self.process
         if process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         process.wait()
         for fd in (self._request_fd, self._reply_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self.process = None
 
     def restart(self, reason: str) -> None:
@@ -271,6 +281,8 @@ class _Worker:
         if reply.get("id") != payload["id"]:
             self.restart(f"reply id {reply.get('id')} for request {payload['id']}")
             return {"status": "crashed", "error": "reply did not match the request"}
+        if reply.get("recycle"):
+            self.restart("a limit interrupted loading")
         return reply
 
     def _exit_code(self) -> int | None:
@@ -287,8 +299,7 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            _, writable, _ = select.select([], [self._request_fd], [], remaining)
-            if writable:
+            if _wait_for(self._request_fd, select.POLLOUT, remaining):
                 written = os.write(self._request_fd, view[: 1 << 16])
                 view = view[written:]
 
@@ -297,8 +308,7 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            readable, _, _ = select.select([self._reply_fd], [], [], remaining)
-            if not readable:
+            if not _wait_for(self._reply_fd, select.POLLIN, remaining):
                 raise TimeoutError
             chunk = os.read(self._reply_fd, 1 << 16)
             if not chunk:
@@ -306,6 +316,17 @@ class _Worker:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode("utf-8", errors="replace")
+
+
+def _wait_for(fd: int, event: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``event`` (or a hang-up) on ``fd``.
+
+    poll() rather than select(), because select() rejects descriptors above 1023,
+    which a large training process can reach.
+    """
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
 
 
 def _close_workers(workers: list[_Worker], workdir: str) -> None:
@@ -417,7 +438,13 @@ class PrologPool:
             if self.recycle_after and worker.requests >= self.recycle_after:
                 worker.restart(f"recycled after {worker.requests} requests")
             start = time.perf_counter()
-            reply = worker.request(payload, hard_limit)
+            try:
+                reply = worker.request(payload, hard_limit)
+            except BaseException:
+                # Interrupted mid-request (e.g. KeyboardInterrupt): a reply may
+                # still be pending, so the next request must get a fresh worker.
+                worker.restart("request interrupted")
+                raise
             return reply, time.perf_counter() - start
         finally:
             self._idle.put(worker)
@@ -436,7 +463,8 @@ class PrologPool:
             A ``PrologResult``; it never raises for a bad program.
 
         Example:
-            >>> pool.run(":- use_module(library(clpq)). solve(X) :- {X = 15/2}.").value()
+            >>> clpq = ":- use_module(library(clpq)).\n"
+            >>> pool.run(clpq + "solve(X) :- {X = 15/2}.").value()
             Fraction(15, 2)
         """
         if not isinstance(program, str):
@@ -529,8 +557,13 @@ def _result_from_reply(reply: dict[str, Any], elapsed: float) -> PrologResult:
         messages=[_clean_text(m) for m in reply.get("messages") or []],
         elapsed=elapsed,
         error=_clean_text(reply["error"]) if reply.get("error") else None,
+        query_status=reply.get("query_status", status),
     )
 
+
+# Default cap for shared_pool(): each worker holds about 20-30 MB, and a training
+# rank rarely scores more programs at once than this.
+SHARED_POOL_MAX_WORKERS = 8
 
 _SHARED_LOCK = threading.Lock()
 _SHARED: dict[str, Any] = {}
@@ -543,13 +576,13 @@ def shared_pool(workers: int | None = None) -> PrologPool:
     is closed when the process exits. A forked child gets a new pool of its own.
 
     Args:
-        workers: pool size on creation; ``None`` means the number of CPU cores.
-            Ignored once the pool exists.
+        workers: pool size on creation; ``None`` means the number of CPU cores,
+            at most ``SHARED_POOL_MAX_WORKERS``. Ignored once the pool exists.
     """
     with _SHARED_LOCK:
         pool = _SHARED.get("pool")
         if pool is None or _SHARED.get("pid") != os.getpid() or pool._closed:
-            size = workers or max(1, os.cpu_count() or 1)
+            size = workers or min(SHARED_POOL_MAX_WORKERS, os.cpu_count() or 1)
             pool = PrologPool(workers=size)
             _SHARED["pool"] = pool
             _SHARED["pid"] = os.getpid()

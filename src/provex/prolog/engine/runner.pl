@@ -99,7 +99,13 @@ serve(In, Out) :-
     read_line_to_string(In, Line),
     (   Line == end_of_file
     ->  halt(0)
-    ;   catch(handle(Line, Reply), E, internal_error(E, Reply)),
+    ;   nb_setval(provex_request_id, null),
+        (   catch(handle(Line, Reply0), E, internal_error(E, Reply0))
+        ->  true
+        ;   Reply0 = _{status:"error", error:"the runner failed on this request"}
+        ),
+        nb_getval(provex_request_id, Id),
+        put_dict(id, Reply0, Id, Reply),
         json_write_dict(Out, Reply, [width(0)]),
         nl(Out),
         flush_output(Out),
@@ -109,12 +115,13 @@ serve(In, Out) :-
 internal_error(E, _{status:"error", error:Text}) :-
     message_text(E, Text).
 
+% The request id is kept in a global variable so that the reply carries it
+% even when handling the request raised an exception or failed.
 handle(Line, Reply) :-
     atom_json_dict(Line, Request, [value_string_as(string)]),
-    (   get_dict(id, Request, Id) -> true ; Id = null ),
+    (   get_dict(id, Request, Id) -> nb_setval(provex_request_id, Id) ; true ),
     (   get_dict(op, Request, Op) -> true ; Op = "run" ),
-    handle(Op, Request, Reply0),
-    put_dict(id, Reply0, Id, Reply).
+    handle(Op, Request, Reply).
 
 handle("run", Request, Reply) :-
     !,
@@ -143,37 +150,85 @@ run(M, Program, QueryText, Limits, Reply) :-
         catch(unload_file(M), _, true)).
 
 run_loaded(M, Program, QueryText, Limits, Reply) :-
-    load_program(M, Program, LoadError),
+    load_program(M, Program, Limits, LoadError),
     findall(K-T-S, collected(K, T, S), Collected),
     retractall(collected(_, _, _)),
     messages_json(Collected, Messages),
     (   load_status(LoadError, Collected, Status, Error)
-    ->  Reply = _{status:Status, error:Error, messages:Messages}
-    ;   catch(term_string(Q, QueryText, [module(M), variable_names(Names)]),
-              QE, true),
-        (   nonvar(QE)
-        ->  message_text(QE, Error),
-            Reply = _{status:"syntax_error", error:Error, messages:Messages}
-        ;   catch(safe_goal(M:Q), SE, true),
-            (   nonvar(SE)
-            ->  message_text(SE, Error),
-                check_error_status(SE, Status),
-                Reply = _{status:Status, error:Error, messages:Messages}
-            ;   execute(M, Q, Names, Limits, Reply0),
-                put_dict(messages, Reply0, Messages, Reply)
-            )
+    ->  true
+    ;   Status = "ok"
+    ),
+    (   Status == "ok"
+    ->  query(M, QueryText, Limits, Reply0),
+        put_dict(messages, Reply0, Messages, Reply)
+    ;   Status == "syntax_error"
+    % SWI-Prolog skips a clause it cannot parse and loads the rest, so the
+    % query still runs; its own outcome is kept in query_status.
+    ->  query(M, QueryText, Limits, Reply0),
+        put_dict(_{status:Status, error:Error, messages:Messages,
+                   query_status:Reply0.status},
+                 Reply0, Reply)
+    ;   limit_error(LoadError)
+    % SWI-Prolog's loader is left in a bad state when a limit interrupts it
+    % (later loads fail at once), so the pool replaces this worker.
+    ->  Reply = _{status:Status, error:Error, messages:Messages, recycle:true}
+    ;   Reply = _{status:Status, error:Error, messages:Messages}
+    ).
+
+limit_error(E) :- E == time_limit_exceeded, !.
+limit_error(E) :- E == inference_limit_exceeded.
+
+query(M, QueryText, Limits, Reply) :-
+    catch(term_string(Q, QueryText, [module(M), variable_names(Names)]),
+          QE, true),
+    (   nonvar(QE)
+    ->  message_text(QE, Error),
+        Reply = _{status:"syntax_error", error:Error}
+    ;   catch(safe_goal(M:Q), SE, true),
+        (   nonvar(SE)
+        ->  message_text(SE, Error),
+            check_error_status(SE, Status),
+            Reply = _{status:Status, error:Error}
+        ;   execute(M, Q, Names, Limits, Reply)
         )
     ).
 
-load_program(M, Program, Error) :-
+%!  load_program(+Module, +Program, +Limits, -Error) is det.
+%
+%   Load under the query's limits too, because directives and
+%   initialization/1 goals run while loading.
+load_program(M, Program, limits(Time, Inferences), Error) :-
     assertz(collecting),
-    catch(setup_call_cleanup(
-              open_string(Program, S),
-              load_files(M:M, [stream(S), module(M), sandboxed(true),
-                                     silent(true)]),
-              close(S)),
+    get_time(Start),
+    statistics(inferences, Inferences0),
+    catch(call_with_time_limit(
+              Time,
+              call_with_inference_limit(
+                  setup_call_cleanup(
+                      open_string(Program, S),
+                      load_files(M:M, [stream(S), module(M), sandboxed(true),
+                                       silent(true)]),
+                      close(S)),
+                  Inferences, Det)),
           Error, true),
-    retractall(collecting).
+    get_time(End),
+    statistics(inferences, Inferences1),
+    retractall(collecting),
+    (   nonvar(Error)
+    ->  true
+    % The loader prints exceptions of directives and initialization goals
+    % instead of raising them, and a program may catch them itself.
+    ;   (   End - Start > Time
+        ;   collected(_, Term, _), sub_term(T, Term), T == time_limit_exceeded
+        )
+    ->  Error = time_limit_exceeded
+    ;   (   Det == inference_limit_exceeded
+        ;   Inferences1 - Inferences0 > Inferences
+        ;   collected(_, Term, _), sub_term(T, Term), T == inference_limit_exceeded
+        )
+    ->  Error = inference_limit_exceeded
+    ;   true
+    ).
 
 messages_json([], []).
 messages_json([K-_-S|T], [Text|R]) :-
@@ -182,22 +237,29 @@ messages_json([K-_-S|T], [Text|R]) :-
 
 %!  load_status(?LoadError, +Collected, -Status, -Error) is semidet.
 %
-%   True when loading alone decides the reply: a syntax error anywhere in
-%   the program, or a directive or clause that the sandbox rejected.
+%   Status decided by loading: "unsafe" or "undefined_predicate" for a
+%   directive or clause that the sandbox rejected, "syntax_error" for a
+%   clause that did not parse, "error" for any other error message.  Fails
+%   when the program loaded cleanly.
+load_status(E, _, "timeout", "time limit exceeded while loading") :-
+    E == time_limit_exceeded, !.
+load_status(E, _, "inference_limit", "inference limit exceeded while loading") :-
+    E == inference_limit_exceeded, !.
 load_status(E, _, Status, Error) :-
     nonvar(E), !,
     message_text(E, Error),
-    (   syntax_error_term(E) -> Status = "syntax_error"
+    (   E = error(resource_error(_), _) -> Status = "resource_error"
     ;   sandbox_error_term(E) -> unsafe_status(E, Status)
+    ;   syntax_error_term(E) -> Status = "syntax_error"
     ;   Status = "error"
     ).
-load_status(_, Collected, "syntax_error", Error) :-
-    member(error-T-Error, Collected),
-    syntax_error_term(T), !.
 load_status(_, Collected, Status, Error) :-
     member(_-T-Error, Collected),
     sandbox_error_term(T), !,
     unsafe_status(T, Status).
+load_status(_, Collected, "syntax_error", Error) :-
+    member(error-T-Error, Collected),
+    syntax_error_term(T), !.
 load_status(_, Collected, "error", Error) :-
     member(error-_-Error, Collected), !.
 

@@ -269,7 +269,8 @@ class _AgenticEpisode(Episode):
             top_p=self.cfg.top_p,
             max_tokens=self.cfg.max_tokens,
             stop=self.cfg.stop,
-            seed=self.cfg.seed,
+            # Turn k uses seed + k so that retries do not repeat the same sample.
+            seed=None if self.cfg.seed is None else self.cfg.seed + len(self.attempts),
         )
         return Request(Chat(list(self.messages), separator="\n\n"), params)
 

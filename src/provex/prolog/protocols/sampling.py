@@ -54,6 +54,9 @@ class _SamplingEpisode(Episode):
         params = self.protocol.params
         if self.protocol.selection == "majority":
             params = params.with_(n=self.protocol.n)
+        elif params.seed is not None:
+            # A fixed seed would repeat the same sample; attempt k uses seed + k.
+            params = params.with_(seed=params.seed + len(self.attempts))
         return Request(self.chat, params)
 
     def feed(self, generations: Sequence[Generation]) -> None:

