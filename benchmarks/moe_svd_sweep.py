@@ -1,4 +1,4 @@
-"""Rank sweep on one 7B-sized expert delta: cached decomposition vs an exact SVD per rank.
+"""Rank sweep on one 7B-sized expert delta: cached decomposition vs exact SVD per rank.
 
 A FlexMoRE sweep converts every matrix at 15 ranks (2^0 .. 2^14, capped at
 min(rows, cols) = 4096 for an 11008 x 4096 delta). This script measures, in one run:
@@ -17,7 +17,7 @@ singular vectors.
 Usage::
 
     nice -n 10 python benchmarks/moe_svd_sweep.py --threads 1 --baseline-runs 15
-    python benchmarks/moe_svd_sweep.py --rows 2048 --cols 1024 --baseline-runs 3  # quick
+    python benchmarks/moe_svd_sweep.py --rows 2048 --cols 1024 --baseline-runs 3
 
 ``--baseline-runs N`` times N exact SVDs and extrapolates the baseline to 15 (reported
 as such).
@@ -46,11 +46,19 @@ def synthetic_delta(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=11008, help="delta rows (intermediate size)")
-    parser.add_argument("--cols", type=int, default=4096, help="delta columns (hidden size)")
+    parser.add_argument(
+        "--rows", type=int, default=11008, help="delta rows (intermediate size)"
+    )
+    parser.add_argument(
+        "--cols", type=int, default=4096, help="delta columns (hidden size)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--baseline-runs", type=int, default=15, help="exact SVDs to time (1..15)")
-    parser.add_argument("--json", type=str, default="", help="write the results to this JSON file")
+    parser.add_argument(
+        "--baseline-runs", type=int, default=15, help="exact SVDs to time (1..15)"
+    )
+    parser.add_argument(
+        "--json", type=str, default="", help="write the results to this JSON file"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -58,30 +66,23 @@ def main() -> None:
     limit = min(args.rows, args.cols)
     ranks = [min(2**i, limit) for i in range(15)]
 
-    # 1. baseline: one exact SVD per rank.
-    baseline_times = []
     exact_errors: dict[int, float] = {}
-    for rank in ranks[: args.baseline_runs]:
-        start = time.perf_counter()
-        d = decompose(delta, None, "exact")
-        B, A = d.factors(rank)
-        baseline_times.append(time.perf_counter() - start)
-        exact_errors[rank] = d.relative_error(rank)
-        print(f"baseline exact SVD for rank {rank}: {baseline_times[-1]:.1f} s", flush=True)
-    per_svd = sum(baseline_times) / len(baseline_times)
-    baseline_total = per_svd * len(ranks)
-
-    # 2. cached sweep: one decomposition serves all 15 ranks.
-    start = time.perf_counter()
+    # 1. cached sweep: one decomposition serves all 15 ranks.
+    start, cpu_start = time.perf_counter(), time.process_time()
     cache = DecompositionCache(compute_rank=max(ranks))
     for rank in ranks:
         d = cache.get(delta, rank, "auto")
         B, A = d.factors(rank)
-        exact_errors.setdefault(rank, d.relative_error(rank))
+        exact_errors[rank] = d.relative_error(rank)
     cached_total = time.perf_counter() - start
-    print(f"cached sweep of {len(ranks)} ranks: {cached_total:.1f} s ({cache.misses} decomposition)", flush=True)
+    cached_cpu = time.process_time() - cpu_start
+    print(
+        f"cached sweep of {len(ranks)} ranks: {cached_total:.1f} s ({cache.misses} "
+        "decomposition)",
+        flush=True,
+    )
 
-    # 3. randomized accuracy for ranks up to 256.
+    # 2. randomized accuracy for ranks up to 256.
     randomized = []
     for rank in [r for r in ranks if r <= 256]:
         start = time.perf_counter()
@@ -89,8 +90,36 @@ def main() -> None:
         seconds = time.perf_counter() - start
         error = d.relative_error(rank)
         gap = error / exact_errors[rank] - 1.0
-        randomized.append({"rank": rank, "seconds": seconds, "error": error, "exact_error": exact_errors[rank], "relative_gap": gap})
-        print(f"randomized rank {rank}: {seconds:.2f} s, error {error:.5f} vs exact {exact_errors[rank]:.5f} ({100 * gap:+.3f}%)", flush=True)
+        randomized.append(
+            {
+                "rank": rank,
+                "seconds": seconds,
+                "error": error,
+                "exact_error": exact_errors[rank],
+                "relative_gap": gap,
+            }
+        )
+        print(
+            f"randomized rank {rank}: {seconds:.2f} s, error {error:.5f} vs exact "
+            f"{exact_errors[rank]:.5f} ({100 * gap:+.3f}%)",
+            flush=True,
+        )
+
+    # 3. baseline: one exact SVD per rank, timed last so that a stopped run still
+    # reports the cached and randomized results (see --baseline-runs).
+    baseline_times, baseline_cpu = [], []
+    for rank in ranks[: args.baseline_runs]:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        d = decompose(delta, None, "exact")
+        B, A = d.factors(rank)
+        baseline_times.append(time.perf_counter() - start)
+        baseline_cpu.append(time.process_time() - cpu_start)
+        print(
+            f"baseline exact SVD for rank {rank}: {baseline_times[-1]:.1f} s",
+            flush=True,
+        )
+    per_svd = sum(baseline_times) / len(baseline_times)
+    baseline_total = per_svd * len(ranks)
 
     result = {
         "shape": [args.rows, args.cols],
@@ -102,6 +131,14 @@ def main() -> None:
         "baseline_extrapolated": len(baseline_times) < len(ranks),
         "cached_seconds_for_15": cached_total,
         "speedup": baseline_total / cached_total,
+        "baseline_cpu_seconds_for_15": sum(baseline_cpu)
+        / len(baseline_cpu)
+        * len(ranks),
+        "cached_cpu_seconds_for_15": cached_cpu,
+        "speedup_cpu_time": sum(baseline_cpu)
+        / len(baseline_cpu)
+        * len(ranks)
+        / cached_cpu,
         "randomized_total_seconds": sum(r["seconds"] for r in randomized),
         "randomized_max_relative_gap": max(r["relative_gap"] for r in randomized),
         "randomized": randomized,

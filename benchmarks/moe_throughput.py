@@ -1,7 +1,7 @@
 """Forward throughput of FlexMoRE at ranks 16/64/256 against dense FlexOlmo, one config.
 
-Config (default): H=512, I=1376, 4 layers, 8 heads, vocab 4096, 7 experts, top-5, a batch
-of 4 x 128 tokens, float32 on CPU. Models compared, all from one random FlexOlmo:
+Config (default): H=512, I=1376, 4 layers, 8 heads, vocab 4096, 7 experts, top-5, a
+batch of 4 x 128 tokens, float32 on CPU. Models compared, all from one random FlexOlmo:
 
 - ``flexolmo``: ``transformers.FlexOlmoForCausalLM`` with 7 dense experts;
 - ``flexmore-dense``: the same weights in ``FlexMoreForCausalLM`` (all experts dense);
@@ -48,13 +48,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--hidden", type=int, default=512, help="hidden size H")
-    parser.add_argument("--intermediate", type=int, default=1376, help="expert intermediate size I")
+    parser.add_argument(
+        "--intermediate", type=int, default=1376, help="expert intermediate size I"
+    )
     parser.add_argument("--layers", type=int, default=4, help="decoder layers")
     parser.add_argument("--top-k", type=int, default=5, help="num_experts_per_tok")
-    parser.add_argument("--batch", type=int, default=4, help="sequences per forward pass")
+    parser.add_argument(
+        "--batch", type=int, default=4, help="sequences per forward pass"
+    )
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model")
-    parser.add_argument("--json", type=str, default="", help="write the results to this JSON file")
+    parser.add_argument(
+        "--json", type=str, default="", help="write the results to this JSON file"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -71,7 +77,10 @@ def main() -> None:
     )
     base = FlexOlmoForCausalLM(config).eval()
     tokens = torch.randint(3, 4096, (args.batch, args.length))
-    models = {"flexolmo": base, "flexmore-dense": FlexMoreForCausalLM.from_flexolmo(base)}
+    models = {
+        "flexolmo": base,
+        "flexmore-dense": FlexMoreForCausalLM.from_flexolmo(base),
+    }
     for rank in (16, 64, 256):
         models[f"flexmore-r{rank}"] = compress_model(base, rank).eval()
     unshared = compress_model(base, 64).eval()
@@ -95,8 +104,10 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{name:<22} {seconds * 1000:8.1f} ms  {row['tokens_per_second']:9.0f} tok/s  "
-            f"x{row['speed_vs_flexolmo']:.2f}  total {counts.total:>11,}  active {counts.active:>11,}",
+            f"{name:<22} {seconds * 1000:8.1f} ms  {row['tokens_per_second']:9.0f} "
+            "tok/s  "
+            f"x{row['speed_vs_flexolmo']:.2f}  total {counts.total:>11,}  active "
+            f"{counts.active:>11,}",
             flush=True,
         )
     if args.json:

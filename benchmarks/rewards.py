@@ -1,12 +1,13 @@
 """Time per group of 8 completions for reward suites 1 and 3, and the Prolog share.
 
-Builds 8 completions per prompt for the first 256 GSM8K-Prolog test problems: the
-reference program, a wrong constant, a rational answer, a hard-coded literal, an
-unbound variable, a syntax error, an ``is/2`` program and a completion without an
-answer block. Each group is scored the way TRL calls reward functions (one call per
-function per group), and the time spent inside the Prolog pool is measured
-separately. The semantic terms of suite 3 use a hashing embedding here, so the
-embedding model is excluded; ``--minilm`` also times the real MiniLM model.
+Builds 8 completions per prompt for the first 256 GSM8K-Prolog test problems. They
+are the reference program, a variant with an extra fact, a rational answer and a
+hard-coded literal. The other four are an unbound variable, a syntax error, an
+``is/2`` program and a completion without an answer block. Each group is scored the
+way TRL calls reward functions (one call per function per group), and the time
+spent inside the Prolog pool is measured separately. The semantic terms of suite 3
+use a hashing embedding here, so the embedding model is excluded. ``--minilm`` also
+times the real MiniLM model.
 
     python benchmarks/rewards.py
     python benchmarks/rewards.py --prompts 64 --minilm

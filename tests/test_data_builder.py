@@ -23,8 +23,8 @@ solve(Apples_left) :-
     boxes(Boxes),
     apples(Apples),
     eats_apples(Eats_apples),
-    {Apples_2 = Boxes * Apples},
-    {Apples_left = Apples_2 - Eats_apples}.
+    {Tom_apples = Boxes * Apples},
+    {Apples_left = Tom_apples - Eats_apples}.
 """
 
 
@@ -49,7 +49,7 @@ def test_build_program_verifies(pool):
 
 def test_build_unannotated_final_step():
     # "12-2=10" has no <<>> mark and is read from the text.
-    assert "Apples_2 - Eats_apples" in build_program(QUESTION, SOLUTION)
+    assert "Tom_apples - Eats_apples" in build_program(QUESTION, SOLUTION)
 
 
 def test_build_drops_unused_steps():
@@ -94,7 +94,7 @@ def test_verify_no_program(pool):
 def test_builder_first_200_train(train_rows, pool):
     outcomes = build_outcomes(train_rows[:200], pool=pool)
     reasons = Counter(outcome.reason for outcome in outcomes)
-    assert reasons["verified"] >= 180  # 190 of 200 when written
+    assert reasons["verified"] >= 180  # the builder verifies 190 of these 200
 
 
 def test_builder_programs_in_reference_style(train_rows, pool):
@@ -204,3 +204,11 @@ def test_cli_check_gold(shared_data, tmp_path):
     assert result.exit_code == 0, result.output
     assert "agreement: 9 of 10" in result.output
     assert json.loads(report.read_text())["mismatches"][0]["index"] == 3
+
+
+def test_build_uses_row_gold(pool):
+    # A corrected gold answer replaces the "####" line of the solution.
+    row = {"question": "2 cats", "solution": "2*3=<<2*3=6>>6\n2*4=<<2*4=8>>8\n#### 8"}
+    outcomes = build_outcomes([{**row, "numerical_result": "6"}], pool=pool)
+    assert outcomes[0].reason == "verified"
+    assert outcomes[0].gold == "6"

@@ -129,3 +129,15 @@ def test_check_gold_mismatches(shared_data, pool):
 def test_check_gold_length_mismatch(pool):
     with pytest.raises(ValueError, match="same rows"):
         check_gold(["solve(1)."], [], pool=pool)
+
+
+def test_gsm8k_corrections_applied(shared_data):
+    rows = load_gsm8k(str(shared_data / "gsm8k" / "train.jsonl"), corrections=True)
+    assert rows[167]["numerical_result"] == "19200"
+    assert rows[7401]["numerical_result"] == "10750"
+    assert rows[0]["numerical_result"] == "72"
+
+
+def test_gsm8k_corrections_need_full_train(shared_data):
+    with pytest.raises(ValueError, match="7473-row GSM8K training split"):
+        load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"), corrections=True)

@@ -416,3 +416,32 @@ def test_syntax_error_reference_agrees():
 
 def test_query_status_defaults_to_status(pool):
     assert pool.run("solve(X) :- X = 1, X = 2.").query_status == "fail"
+
+
+def test_clpr_float_value(pool):
+    result = pool.run(":- use_module(library(clpr)).\nsolve(X) :- {X = 3/2}.")
+    assert result.value() == 1.5
+    assert result.text() == "1.5"
+
+
+def test_clpfd_labeling(pool):
+    program = (
+        ":- use_module(library(clpfd)).\nsolve(X) :- X in 1..10, X #> 8, label([X])."
+    )
+    assert pool.run(program).value() == 9
+
+
+def test_library_autoload(pool):
+    program = "solve(X) :- numlist(1, 4, L), sum_list(L, S), nth1(2, L, N), X is S + N."
+    assert pool.run(program).value() == 12
+
+
+def test_failed_library_load_replaces_worker():
+    # library(persistency) cannot load under the sandbox and would stay half-loaded.
+    with PrologPool(workers=1, time_limit=5.0) as single:
+        result = single.run(":- use_module(library(persistency)).\nsolve(1).")
+        restarts = single.restarts
+        after = single.run("solve(X) :- X = 3.")
+    assert result.status == "unsafe"
+    assert restarts == 1
+    assert after.value() == 3

@@ -219,7 +219,9 @@ def test_missing_shard_rejected(tiny, tmp_path):
 
         sharded.mkdir()
         write_sharded(
-            sharded, [copy_plan(ckpt, k) for k in ckpt.tensor_keys()], max_shard_bytes=20_000
+            sharded,
+            [copy_plan(ckpt, k) for k in ckpt.tensor_keys()],
+            max_shard_bytes=20_000,
         )
         (sharded / "config.json").write_text(json.dumps(ckpt.config))
     shards = sorted(sharded.glob("model-*.safetensors"))
@@ -281,3 +283,26 @@ def test_remove_updates_config(tiny, tmp_path):
     config = json.loads((tmp_path / "removed" / "config.json").read_text())
     assert config["expert_names"] == ["public", "code"]
     assert config["num_experts_per_tok"] == 2
+
+
+def test_names_from_directory(tiny):
+    _, paths = tiny
+    with FlexCheckpoint(paths[1]) as ckpt:
+        assert ckpt.expert_names == ["public", "code"]
+
+
+def test_compress_by_domain_name(tiny, tmp_path):
+    _, paths = tiny
+    report = compress_checkpoint(paths[0], tmp_path / "out", "math=4")
+    assert report.ranks == {"math": 4}
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["expert_names"] == ["public", "math"]
+
+
+def test_stale_partial_removed(tmp_path):
+    stale = tmp_path / ".out.partial-999999999"
+    stale.mkdir()
+    with atomic_output_dir(tmp_path / "out") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert not stale.exists()
+    assert (tmp_path / "out" / "config.json").exists()

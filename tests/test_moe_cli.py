@@ -111,7 +111,7 @@ def test_inspect_writes_png(tiny, tmp_path):
         app, ["moe", "inspect", str(paths[0]), "--out", str(tmp_path / "s")]
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "s" / "spectra_expert1.png").stat().st_size > 1000
+    assert (tmp_path / "s" / "spectra_math.png").stat().st_size > 1000
     assert len(json.loads((tmp_path / "s" / "spectra.json").read_text())) == 6
 
 

@@ -1,4 +1,4 @@
-"""FlexMoRE model: equivalence with FlexOlmo, factorised vs dense, save/load, sharing."""
+"""FlexMoRE model: equal to FlexOlmo, factorised vs dense, save/load, sharing."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_mask_equals_removal(mixture):
     config = tiny_flexolmo_config(3, num_experts_per_tok=3)
     removed = FlexOlmoForCausalLM(config).eval()
     new_state = {}
-    for key, value in removed.state_dict().items():
+    for key in removed.state_dict():
         if key.endswith("gate_up_proj"):
             prefix = key.removesuffix("gate_up_proj")
             new_state[key] = torch.stack(

@@ -127,3 +127,23 @@ def test_structure_configurable(pool):
     config = RewardConfig(hardcode_factor=1.0)
     reward = make_structure_reward(config, pool=pool)
     assert reward([wrap(CLPQ + "solve(X) :- {X = 4}.")]) == [pytest.approx(0.5)]
+
+
+def test_rewards_accept_trl_keywords(pool):
+    from types import SimpleNamespace
+
+    from provex.prolog.rewards import get_preset
+
+    completion = [{"role": "assistant", "content": FOUR}]
+    trl_kwargs = {
+        "prompts": [[{"role": "user", "content": "q"}]],
+        "completion_ids": [[1, 2, 3]],
+        "answer": [CLPQ + "solve(X) :- {X = 4}."],
+        "numerical_result": ["4"],
+        "question": ["q"],
+        "trainer_state": SimpleNamespace(global_step=0, max_steps=10),
+        "log_extra": lambda *args: None,
+        "log_metric": lambda *args: None,
+    }
+    scores = [f([completion], **trl_kwargs)[0] for f in get_preset("suite1", pool=pool)]
+    assert scores == [0.5, 0.5, 0.5, 1.0, 2.0]

@@ -1,4 +1,4 @@
-"""Model sources: a hub id, a local directory, a packaged GGUF model, or a tiny random model.
+"""Model sources: hub id, local directory, packaged GGUF model, or tiny random model.
 
 Every loader in provex resolves its ``model`` argument here, so the same command works
 with ``Qwen/Qwen2.5-3B-Instruct`` on a GPU machine, ``./my-checkpoint`` on a laptop and
@@ -24,7 +24,8 @@ TINY_PREFIX = "tiny-random-"
 # the way the reference model does.
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
@@ -150,7 +151,8 @@ def _tiny_config(arch: str, spec: TinySpec, vocab: int, tokenizer):
         return AutoConfig.for_model("llama", **common)
     if arch == "gemma3":
         return AutoConfig.for_model(
-            "gemma3_text", head_dim=spec.hidden_size // spec.num_attention_heads,
+            "gemma3_text",
+            head_dim=spec.hidden_size // spec.num_attention_heads,
             **common,
         )
     raise ValueError(
@@ -178,6 +180,12 @@ def resolve_source(source: str | Path) -> str:
     prepared = packaged.prepared_path(str(source))
     if prepared is not None:
         return str(prepared)
+    if str(source) in packaged.REGISTRY:
+        raise FileNotFoundError(
+            f"{source} is a packaged model that is not prepared yet; run "
+            f"`provex models prepare {source}` (needs PyPI access once), or set "
+            "PROVEX_CACHE to the cache that holds it"
+        )
     return str(source)
 
 

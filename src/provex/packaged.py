@@ -63,7 +63,7 @@ class PackagedModel:
 # start of the first user turn, separated by a blank line. The base GGUF carries no
 # template of its own; this one matches the format Gemma's instruction-tuned models use.
 GEMMA_TURN_TEMPLATE = (
-    "{{ bos_token }}"
+    "{{ bos_token or '' }}"
     "{% set ns = namespace(system='') %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}"
@@ -291,30 +291,26 @@ def finish_tokenizer(spec: PackagedModel, directory: Path) -> None:
     """
     if spec.chat_template is None and spec.eos_token is None:
         return
-    config_path = directory / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    changed = False
-    if spec.chat_template and config.get("chat_template") != spec.chat_template:
-        from transformers import AutoTokenizer
+    from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.chat_template == spec.chat_template and (
+        not spec.eos_token or tokenizer.eos_token == spec.eos_token
+    ):
+        return
+    if spec.chat_template:
         tokenizer.chat_template = spec.chat_template
-        if spec.eos_token:
-            tokenizer.eos_token = spec.eos_token
-        tokenizer.save_pretrained(directory)
-        changed = True
-    if spec.eos_token and changed:
-        gen_path = directory / "generation_config.json"
-        if gen_path.exists():
-            gen = json.loads(gen_path.read_text())
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(directory)
-            eos_ids = {tokenizer.convert_tokens_to_ids(spec.eos_token)}
-            old = gen.get("eos_token_id")
-            eos_ids.update(old if isinstance(old, list) else [old] if old else [])
-            gen["eos_token_id"] = sorted(eos_ids)
-            gen_path.write_text(json.dumps(gen, indent=2) + "\n")
+    if spec.eos_token:
+        tokenizer.eos_token = spec.eos_token
+    tokenizer.save_pretrained(directory)
+    gen_path = directory / "generation_config.json"
+    if spec.eos_token and gen_path.exists():
+        gen = json.loads(gen_path.read_text())
+        eos_ids = {tokenizer.convert_tokens_to_ids(spec.eos_token)}
+        old = gen.get("eos_token_id")
+        eos_ids.update(old if isinstance(old, list) else [old] if old else [])
+        gen["eos_token_id"] = sorted(eos_ids)
+        gen_path.write_text(json.dumps(gen, indent=2) + "\n")
 
 
 def prepare(name: str, force: bool = False, keep_gguf: bool = False) -> Path:

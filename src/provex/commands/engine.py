@@ -85,7 +85,7 @@ def run_command(
     field: str | None = typer.Option(
         None,
         "--field",
-        help="JSONL field that holds the program (default: program, output or code).",
+        help="JSONL field with the program (default: program, output or code).",
     ),
     output: Path | None = typer.Option(
         None,

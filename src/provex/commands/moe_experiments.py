@@ -163,6 +163,12 @@ def eval_command(
     batch_size: int = typer.Option(
         16, "--batch-size", help="Sequences per forward pass."
     ),
+    max_length: int | None = typer.Option(
+        None,
+        "--max-length",
+        help="Context window in tokens (longer inputs keep their end); default: the "
+        "model's max_position_embeddings.",
+    ),
     device: str = typer.Option(
         "cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ..."
     ),

@@ -33,6 +33,11 @@ def build_data(
         help="Keep only one split of the seeded 2,500-row reference subset: all, "
         "train (1,750 rows), validation (375) or test (375).",
     ),
+    corrections: bool = typer.Option(
+        True,
+        help="On the train split, replace the 14 known-wrong GSM8K training answers "
+        "with their corrected values before verifying.",
+    ),
     limit: int = typer.Option(0, help="Build only the first N rows (0 = all)."),
     workers: int = typer.Option(0, help="Prolog worker processes (0 = CPU cores)."),
     chunk_size: int = typer.Option(
@@ -48,7 +53,9 @@ def build_data(
     from provex.prolog.data.builder import rejects_path
     from provex.prolog.engine import PrologPool
 
-    rows = load_gsm8k(_source(source), split)
+    rows = load_gsm8k(
+        _source(source), split, corrections=corrections and split == "train"
+    )
     if reference_split != "all":
         rows = select_split(rows, reference_split)
     if limit:

@@ -1,5 +1,5 @@
-"""Commands: ``provex prolog sft``, ``provex prolog train`` (GRPO), ``provex prolog plot``
-and ``provex prolog presets``."""
+"""Commands: ``provex prolog sft``, ``provex prolog train`` (GRPO),
+``provex prolog plot`` and ``provex prolog presets``."""
 
 from __future__ import annotations
 

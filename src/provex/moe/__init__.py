@@ -1,4 +1,4 @@
-"""FlexMoRE: FlexOlmo mixtures whose domain experts are low-rank adapters on the public expert.
+"""FlexMoRE: FlexOlmo mixtures whose domain experts are low-rank adapters.
 
 Importing this package registers ``FlexMoreConfig`` / ``FlexMoreForCausalLM``
 (``model_type="flex_more"``) with transformers' ``AutoConfig`` and

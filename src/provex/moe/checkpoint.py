@@ -74,7 +74,7 @@ class CheckpointError(ValueError):
 
 
 def expert_key(layer: int, expert: int, name: str) -> str:
-    """Return the per-expert key, e.g. ``model.layers.0.mlp.experts.1.gate_proj.weight``.
+    """Return a per-expert key: ``model.layers.{layer}.mlp.experts.{expert}.{name}``.
 
     Args:
         layer: decoder layer index.
@@ -109,10 +109,10 @@ class FlexCheckpoint:
     """Read-only view of a FlexOlmo or FlexMoRE checkpoint directory.
 
     Tensors are read lazily, one at a time, with positioned file reads into fresh
-    memory (no memory map, so resident memory does not grow with the files). Keys are exposed in the
-    per-expert (transformers 4.57) form whatever the layout on disk, so a fused
-    ``gate_up_proj [E, 2I, H]`` appears as ``experts.{e}.gate_proj.weight`` and
-    ``experts.{e}.up_proj.weight``, each read as a slice of one expert.
+    memory (no memory map, so resident memory does not grow with the files). Keys are
+    exposed in the per-expert (transformers 4.57) form whatever the layout on disk,
+    so a fused ``gate_up_proj [E, 2I, H]`` appears as ``experts.{e}.gate_proj.weight``
+    and ``experts.{e}.up_proj.weight``, each read as a slice of one expert.
 
     Args:
         path: checkpoint directory with ``config.json`` and safetensors weights.
@@ -134,7 +134,8 @@ class FlexCheckpoint:
             raise CheckpointError(
                 f"{self.path} is not a FlexOlmo checkpoint: config.json has model_type "
                 f"{model_type!r}, expected one of {FLEX_MODEL_TYPES}. Pass a directory "
-                "saved from FlexOlmoForCausalLM (for example allenai/Flex-math-2x7B-1T)."
+                "saved from FlexOlmoForCausalLM (for example "
+                "allenai/Flex-math-2x7B-1T)."
             )
         self._weight_map = _read_weight_map(self.path)
         self._offsets: dict[str, int] = {}
@@ -175,10 +176,14 @@ class FlexCheckpoint:
 
     @property
     def expert_names(self) -> list[str]:
-        """Names of the experts: ``config.expert_names`` or ``public, expert1, ...``."""
+        """Names of the experts: ``config.expert_names``; else, for a 2-expert
+        checkpoint, ``public`` and the domain in the directory name
+        (``Flex-math-2x7B-1T`` gives ``math``); else ``public, expert1, ...``."""
         names = self.config.get("expert_names")
         if names and len(names) == self.num_experts:
             return list(names)
+        if self.num_experts == 2:
+            return ["public", domain_name_from_path(self.path.resolve())]
         return default_expert_names(self.num_experts)
 
     # -- tensor access
@@ -196,8 +201,10 @@ class FlexCheckpoint:
         return _torch_dtype(self._dtypes[self._lookup(key)[0]])
 
     def get(self, key: str) -> torch.Tensor:
-        """Read one logical tensor (for a fused layout, one expert's slice) into fresh
-        memory; the result does not alias the file and may be changed in place."""
+        """Read one logical tensor (for a fused layout, one expert's slice).
+
+        The tensor is read into fresh memory, so it does not alias the file and may be
+        changed in place."""
         import torch
 
         stored, index, shape = self._lookup(key)
@@ -217,7 +224,8 @@ class FlexCheckpoint:
         if count != buffer.nbytes:
             raise CheckpointError(
                 f"failed to read tensor {stored!r} from "
-                f"{self.path / self._weight_map[stored]}: got {count} of {buffer.nbytes} "
+                f"{self.path / self._weight_map[stored]}: got {count} of "
+                f"{buffer.nbytes} "
                 "bytes. The shard is truncated; download or convert it again."
             )
         return tensor
@@ -330,8 +338,10 @@ def _read_weight_map(path: Path) -> dict[str, str]:
         weight_map = {k: SINGLE_WEIGHTS_NAME for k in header if k != "__metadata__"}
     else:
         raise CheckpointError(
-            f"{path} has neither {INDEX_NAME} nor {SINGLE_WEIGHTS_NAME}; only safetensors "
-            "checkpoints are supported (re-save with save_pretrained(safe_serialization=True))"
+            f"{path} has neither {INDEX_NAME} nor {SINGLE_WEIGHTS_NAME}; only "
+            "safetensors "
+            "checkpoints are supported (re-save with "
+            "save_pretrained(safe_serialization=True))"
         )
     missing = sorted({s for s in weight_map.values() if not (path / s).is_file()})
     if missing:
@@ -381,7 +391,8 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
         end = max(end, last)
     if 8 + header_len + end > size:
         raise CheckpointError(
-            f"{file} is corrupt: the header describes {end} data bytes but the file holds "
+            f"{file} is corrupt: the header describes {end} data bytes but the file "
+            "holds "
             f"{size - 8 - header_len}; the download was probably interrupted"
         )
     return header
@@ -449,7 +460,8 @@ def write_sharded(
     Args:
         out_dir: existing directory to write into.
         plan: output tensors in the order they are written.
-        max_shard_bytes: size limit of one shard in bytes (a larger tensor gets its own).
+        max_shard_bytes: size limit of one shard in bytes (a larger tensor gets its
+            own shard).
         progress: show a tqdm progress bar.
         description: label of the progress bar.
 
@@ -541,9 +553,11 @@ def atomic_output_dir(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(
-            f"output directory {out} already exists; pass overwrite=True or choose another path"
+            f"output directory {out} already exists; pass overwrite=True or choose "
+            "another path"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -562,6 +576,21 @@ def atomic_output_dir(
         tmp.rename(out)
 
 
+def _remove_stale_partials(out: Path) -> None:
+    """Delete temporary directories of killed runs (their process no longer exists)."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            logger.info("removing %s left by an interrupted run", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 def write_config(out_dir: Path, config: dict[str, Any]) -> None:
     """Write ``config.json`` with sorted keys, as transformers does."""
     (out_dir / CONFIG_NAME).write_text(
@@ -570,7 +599,7 @@ def write_config(out_dir: Path, config: dict[str, Any]) -> None:
 
 
 def copy_side_files(src: Path, out_dir: Path) -> None:
-    """Copy tokenizer and generation files (anything not weights or config) to the output."""
+    """Copy tokenizer and generation files (not weights or config) to the output."""
     skip = {CONFIG_NAME, INDEX_NAME}
     for file in src.iterdir():
         if (
@@ -612,7 +641,8 @@ def fuse_expert_plans(
         prefix, _, rest = parsed
         if rest not in {f"{p}.weight" for p in PROJECTIONS}:
             raise CheckpointError(
-                f"only dense experts can be written in the fused layout, found {plan.name}"
+                "only dense experts can be written in the fused layout, found "
+                f"{plan.name}"
             )
         if prefix not in fused_prefixes:
             fused_prefixes.append(prefix)
@@ -661,7 +691,7 @@ def convert_layout(
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
-    """Rewrite a FlexOlmo checkpoint in the ``per_expert`` (4.57) or ``fused`` (5.x) layout.
+    """Rewrite a FlexOlmo checkpoint in the ``per_expert`` (4.57) or ``fused`` layout.
 
     Args:
         src: input checkpoint directory (either layout).
@@ -691,7 +721,7 @@ def convert_layout(
 
 
 def domain_name_from_path(path: Path) -> str:
-    """Guess a domain name from a directory name: ``Flex-math-2x7B-1T`` gives ``math``."""
+    """Guess a domain name from a directory: ``Flex-math-2x7B-1T`` gives ``math``."""
     match = re.match(r"^Flex-([A-Za-z0-9_]+)-\d+x\d+B", path.name)
     return match[1] if match else path.name
 
@@ -756,13 +786,15 @@ def _check_same_architecture(ckpts: Sequence[FlexCheckpoint]) -> None:
     for ckpt in ckpts:
         if ckpt.num_experts < 2:
             raise CheckpointError(
-                f"{ckpt.path} has {ckpt.num_experts} expert; merge needs a public and a domain expert"
+                f"{ckpt.path} has {ckpt.num_experts} expert; merge needs a public and "
+                "a domain expert"
             )
         if ckpt.expert_ranks[0] != 0 or any(
             b != 0 for b in ckpt.config.get("expert_bases") or []
         ):
             raise CheckpointError(
-                f"{ckpt.path}: the public expert must be dense and the base of all experts"
+                f"{ckpt.path}: the public expert must be dense and the base of all "
+                "experts"
             )
         for key in sorted(set(first.config) | set(ckpt.config)):
             if key in _CONFIG_KEYS_ALLOWED_TO_DIFFER:
@@ -770,7 +802,8 @@ def _check_same_architecture(ckpts: Sequence[FlexCheckpoint]) -> None:
             if first.config.get(key) != ckpt.config.get(key):
                 raise CheckpointError(
                     f"{ckpt.path} differs from {first.path} in config {key!r}: "
-                    f"{ckpt.config.get(key)!r} != {first.config.get(key)!r}; only checkpoints "
+                    f"{ckpt.config.get(key)!r} != {first.config.get(key)!r}; only "
+                    "checkpoints "
                     "of the same base model can be merged"
                 )
 
@@ -795,7 +828,8 @@ def _check_identical_shared(ckpts: Sequence[FlexCheckpoint], progress: bool) -> 
         if keys != reference_keys:
             extra = sorted(set(keys) ^ set(reference_keys))
             raise CheckpointError(
-                f"{ckpt.path} and {first.path} have different shared tensors, e.g. {extra[0]!r}"
+                f"{ckpt.path} and {first.path} have different shared tensors, e.g. "
+                f"{extra[0]!r}"
             )
         for key in tqdm(
             keys, desc=f"checking {ckpt.path.name}", disable=not progress, unit="tensor"
@@ -803,15 +837,17 @@ def _check_identical_shared(ckpts: Sequence[FlexCheckpoint], progress: bool) -> 
             a, b = first.get(key), ckpt.get(key)
             if is_router_key(key):
                 a, b = a[0], b[0]
-                what = "router row 0 (the public expert's row)"
+                part = "router row 0 (the public expert's row)"
             elif parse_expert_key(key) is not None:
-                what = "the public expert"
+                part = "the public expert"
             else:
-                what = "a shared weight"
+                part = "a shared weight"
             if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
                 raise CheckpointError(
-                    f"{ckpt.path} and {first.path} differ in {what} {key!r}; all inputs must "
-                    "be trained from the same public model with the public expert frozen"
+                    f"{ckpt.path} and {first.path} differ in {part} {key!r}; all "
+                    "inputs must "
+                    "be trained from the same public model with the public expert "
+                    "frozen"
                 )
 
 
@@ -827,12 +863,7 @@ def _merged_plan(
         (c, e) for c in ckpts for e in range(1, c.num_experts)
     ]
     num_experts = 1 + len(sources)
-    default_names = []
-    for ckpt, e in sources:
-        configured = ckpt.config.get("expert_names")
-        default_names.append(
-            configured[e] if configured else domain_name_from_path(ckpt.path)
-        )
+    default_names = [ckpt.expert_names[e] for ckpt, e in sources]
     names = list(names) if names is not None else default_names
     if len(names) != len(sources):
         raise ValueError(
@@ -907,7 +938,7 @@ def _alpha_of(ckpt: FlexCheckpoint, expert: int) -> float:
 def resolve_experts(
     requested: Sequence[str | int], expert_names: Sequence[str]
 ) -> list[int]:
-    """Map expert names or indices to indices, rejecting unknown ones and the public expert.
+    """Map expert names or indices to indices, rejecting unknown and public experts.
 
     Raises:
         ValueError: a name is unknown or an index is out of range; the message lists the
@@ -926,7 +957,8 @@ def resolve_experts(
             index = list(expert_names).index(text)
         else:
             raise ValueError(
-                f"unknown expert {text!r}; this checkpoint has experts {list(expert_names)}"
+                f"unknown expert {text!r}; this checkpoint has experts "
+                f"{list(expert_names)}"
             )
         if index == 0:
             raise ValueError(
@@ -960,8 +992,8 @@ def remove_experts(
 
     with FlexCheckpoint(src) as ckpt:
         removed = set(resolve_experts(experts, ckpt.expert_names))
-        kept = [e for e in range(ckpt.num_experts) if e not in removed]
-        new_index = {old: new for new, old in enumerate(kept)}
+        remaining = [e for e in range(ckpt.num_experts) if e not in removed]
+        new_index = {old: new for new, old in enumerate(remaining)}
         plans = []
         for key in ckpt.tensor_keys():
             parsed = parse_expert_key(key)
@@ -975,27 +1007,34 @@ def remove_experts(
             elif is_router_key(key):
 
                 def rows(key=key) -> torch.Tensor:
-                    return ckpt.get(key)[kept].contiguous()
+                    return ckpt.get(key)[remaining].contiguous()
 
                 plans.append(
                     TensorPlan(
-                        key, (len(kept), ckpt.hidden_size), ckpt.dtype(key), rows
+                        key, (len(remaining), ckpt.hidden_size), ckpt.dtype(key), rows
                     )
                 )
             else:
                 plans.append(copy_plan(ckpt, key))
         config = dict(ckpt.config)
-        config["num_experts"] = len(kept)
+        config["num_experts"] = len(remaining)
         config["num_experts_per_tok"] = min(
-            int(config["num_experts_per_tok"]), len(kept)
+            int(config["num_experts_per_tok"]), len(remaining)
         )
-        config["expert_names"] = [ckpt.expert_names[e] for e in kept]
-        for list_key in ("expert_ranks", "expert_alphas", "expert_bases"):
+        config["expert_names"] = [ckpt.expert_names[e] for e in remaining]
+        for list_key in ("expert_ranks", "expert_alphas"):
             if config.get(list_key):
-                config[list_key] = [config[list_key][e] for e in kept]
+                config[list_key] = [config[list_key][e] for e in remaining]
+        if config.get("expert_bases"):
+            bases = [config["expert_bases"][e] for e in remaining]
+            if any(b not in new_index for b in bases):
+                raise ValueError(
+                    "cannot remove an expert that other experts use as their base"
+                )
+            config["expert_bases"] = [new_index[b] for b in bases]
         config.pop("opted_out_experts", None)
         if ckpt.layout == "fused":
-            plans = fuse_expert_plans(plans, len(kept))
+            plans = fuse_expert_plans(plans, len(remaining))
         with atomic_output_dir(out, overwrite) as tmp:
             write_sharded(
                 tmp,

@@ -13,7 +13,7 @@ class FlexMoreConfig(FlexOlmoConfig):
     Every FlexOlmo field keeps its meaning. The extra fields are lists of length
     ``num_experts``:
 
-    - ``expert_ranks``: 0 for a dense expert, r > 0 for an adapter of rank r on its base.
+    - ``expert_ranks``: 0 for a dense expert, r > 0 for a rank-r adapter on its base.
     - ``expert_alphas``: adapter scale numerator, the adapter output is multiplied by
       ``alpha / r``; default ``alpha = r`` (scale 1.0).
     - ``expert_bases``: index of the dense expert an adapter adds its delta to
@@ -52,7 +52,8 @@ class FlexMoreConfig(FlexOlmoConfig):
             value = getattr(self, name)
             if len(value) != num:
                 raise ValueError(
-                    f"{name} has {len(value)} entries, expected num_experts = {num}: {value}"
+                    f"{name} has {len(value)} entries, expected num_experts = {num}: "
+                    f"{value}"
                 )
         if self.expert_names is not None and len(self.expert_names) != num:
             raise ValueError(
@@ -69,7 +70,8 @@ class FlexMoreConfig(FlexOlmoConfig):
                 )
             if rank > 0 and not (0 <= base < num and self.expert_ranks[base] == 0):
                 raise ValueError(
-                    f"expert {index} (rank {rank}) has base {base}, which is not a dense "
+                    f"expert {index} (rank {rank}) has base {base}, which is not a "
+                    "dense "
                     "expert; every adapter must add to a dense (rank 0) expert"
                 )
         for index in self.opted_out_experts:

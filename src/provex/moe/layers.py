@@ -58,7 +58,7 @@ class FlexMoreExpert(nn.Module):
         return self.rank == 0
 
     def adapter(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """Scaled adapter output ``s B (A x)`` of one projection (low-rank experts only)."""
+        """Scaled adapter output ``s B (A x)`` of one projection (low-rank experts)."""
         a: nn.Linear = getattr(self, f"{name}_a")
         b: nn.Linear = getattr(self, f"{name}_b")
         return b(a(x)) * self.scaling

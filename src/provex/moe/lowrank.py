@@ -59,7 +59,7 @@ def oversampling(rank: int) -> int:
 
 
 def choose_method(rank: int, rows: int, cols: int) -> str:
-    """Pick ``randomized`` when the sketch is small against the matrix, else ``exact``."""
+    """Pick ``randomized`` when the sketch is small for the matrix, else ``exact``."""
     return (
         "randomized" if rank + oversampling(rank) <= min(rows, cols) // 4 else "exact"
     )
@@ -88,13 +88,13 @@ class Decomposition:
         """Return ``(B [rows, r], A [r, cols])`` with ``B @ A = U_r diag(S_r) Vh_r``."""
         if rank > self.rank:
             raise ValueError(
-                f"decomposition holds {self.rank} components, rank {rank} requested"
+                f"decomposition contains {self.rank} components, rank {rank} requested"
             )
         root = self.S[:rank].sqrt()
         return self.U[:, :rank] * root, root[:, None] * self.Vh[:rank]
 
     def relative_error(self, rank: int) -> float:
-        """Relative Frobenius error ``||delta - B A|| / ||delta||`` of the rank-r factors.
+        """Relative Frobenius error ``||delta - B A|| / ||delta||`` at rank r.
 
         Exact for both methods: ``U_r diag(S_r) Vh_r`` is the orthogonal projection of
         the delta on span(U_r), so the residual's squared norm is
@@ -169,7 +169,7 @@ def _seeded(seed: int):
         yield
 
 
-def check_rank(rank: int, rows: int, cols: int, what: str = "matrix") -> None:
+def check_rank(rank: int, rows: int, cols: int, label: str = "matrix") -> None:
     """Reject a rank outside ``1..min(rows, cols)`` with a message naming the maximum.
 
     Raises:
@@ -178,8 +178,9 @@ def check_rank(rank: int, rows: int, cols: int, what: str = "matrix") -> None:
     limit = min(rows, cols)
     if not 1 <= rank <= limit:
         raise ValueError(
-            f"rank {rank} is not valid for the {rows}x{cols} {what}: the maximum is "
-            f"min(rows, cols) = {limit}; use a rank in 1..{limit}, or 'full' to keep the "
+            f"rank {rank} is not valid for the {rows}x{cols} {label}: the maximum is "
+            f"min(rows, cols) = {limit}; use a rank in 1..{limit}, or 'full' to keep "
+            "the "
             "expert dense"
         )
 
@@ -198,6 +199,8 @@ class DecompositionCache:
         directory: folder for ``<hash>.safetensors`` entries; None keeps them in memory.
         compute_rank: minimum number of components to compute on a miss.
         max_memory_entries: decompositions kept in memory (older ones are dropped).
+        device: torch device the SVDs run on (``"cuda"`` on a GPU machine); results are
+            kept on the CPU.
     """
 
     def __init__(
@@ -205,7 +208,9 @@ class DecompositionCache:
         directory: str | os.PathLike[str] | None = None,
         compute_rank: int | None = None,
         max_memory_entries: int = 8,
+        device: str = "cpu",
     ) -> None:
+        self.device = device
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -243,7 +248,17 @@ class DecompositionCache:
         target = max(rank, min(self.compute_rank or 0, min(rows, cols)))
         if method == "auto":
             chosen = choose_method(target, rows, cols)
-        result = decompose(delta, None if chosen == "exact" else target, chosen, seed)
+        # NOTE: the CUDA path (device="cuda") is not covered by this repository's tests.
+        work = delta.to(self.device)
+        result = decompose(work, None if chosen == "exact" else target, chosen, seed)
+        if result.U.device.type != "cpu":
+            result = Decomposition(
+                result.U.cpu(),
+                result.S.cpu(),
+                result.Vh.cpu(),
+                result.frob_sq,
+                result.method,
+            )
         self._store(key, result)
         return result
 
@@ -332,7 +347,8 @@ def parse_ranks(
         for part in filter(None, (p.strip() for p in spec.split(","))):
             if "=" not in part:
                 raise ValueError(
-                    f"invalid rank item {part!r} in {spec!r}; write name=rank, e.g. math=64"
+                    f"invalid rank item {part!r} in {spec!r}; write name=rank, e.g. "
+                    "math=64"
                 )
             name, value = part.split("=", 1)
             pairs.append((name.strip(), value.strip()))
@@ -381,7 +397,7 @@ class MatrixReport:
 
 @dataclass
 class CompressReport:
-    """Per-matrix errors of a conversion, written as ``compress_report.json`` and ``.md``."""
+    """Per-matrix errors of a conversion (``compress_report.json`` and ``.md``)."""
 
     source: str
     ranks: dict[str, int | None]
@@ -400,9 +416,13 @@ class CompressReport:
         lines = [
             f"# Low-rank conversion of {self.source}",
             "",
-            f"Output: {'dense-materialised FlexOlmo' if self.dense else 'factorised FlexMoRE'}.",
+            "Output: "
+            + (
+                "dense-materialised FlexOlmo." if self.dense else "factorised FlexMoRE."
+            ),
             "",
-            "| expert | rank | matrices | mean rel. error | max rel. error | mean retained energy |",
+            "| expert | rank | matrices | mean rel. error | max rel. error | mean "
+            "retained energy |",
             "|---|---|---|---|---|---|",
         ]
         by_expert: dict[str, list[MatrixReport]] = {}
@@ -412,18 +432,22 @@ class CompressReport:
             errors = [m.relative_error for m in items]
             energies = [m.retained_energy for m in items]
             lines.append(
-                f"| {name} | {items[0].rank} | {len(items)} | {sum(errors) / len(errors):.4f} | "
+                f"| {name} | {items[0].rank} | {len(items)} | "
+                f"{sum(errors) / len(errors):.4f} | "
                 f"{max(errors):.4f} | {sum(energies) / len(energies):.4f} |"
             )
         lines += [
             "",
-            "| layer | expert | projection | shape | rank | method | rel. error | energy |",
+            "| layer | expert | projection | shape | rank | method | rel. error | "
+            "energy |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for m in self.matrices:
             lines.append(
-                f"| {m.layer} | {m.expert_name} | {m.projection} | {m.shape[0]}x{m.shape[1]} | "
-                f"{m.rank} | {m.method} | {m.relative_error:.5f} | {m.retained_energy:.5f} |"
+                f"| {m.layer} | {m.expert_name} | {m.projection} | "
+                f"{m.shape[0]}x{m.shape[1]} | "
+                f"{m.rank} | {m.method} | {m.relative_error:.5f} | "
+                f"{m.retained_energy:.5f} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -494,11 +518,14 @@ def _resolve_ranks(
     for index, rank in resolved.items():
         if expert_ranks[index] != 0:
             raise CheckpointError(
-                f"expert {names[index]!r} is already low-rank (rank {expert_ranks[index]}); "
+                f"expert {names[index]!r} is already low-rank (rank "
+                f"{expert_ranks[index]}); "
                 "convert the original dense checkpoint instead"
             )
         if rank is not None:
-            check_rank(rank, *rows_cols, what=f"projections of expert {names[index]!r}")
+            check_rank(
+                rank, *rows_cols, label=f"projections of expert {names[index]!r}"
+            )
     return resolved
 
 
@@ -513,8 +540,9 @@ def compress_checkpoint(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     overwrite: bool = False,
     progress: bool = False,
+    device: str = "cpu",
 ) -> CompressReport:
-    """Convert a FlexOlmo checkpoint's domain experts to rank-r adapters on the public expert.
+    """Convert a FlexOlmo checkpoint's domain experts to rank-r adapters (public base).
 
     Reads one tensor at a time and streams the output, so memory stays near a few times
     the largest matrix whatever the checkpoint's size.
@@ -533,22 +561,23 @@ def compress_checkpoint(
         max_shard_bytes: shard size limit in bytes.
         overwrite: replace ``out`` if it exists.
         progress: show a progress bar.
+        device: torch device for the SVDs when ``cache`` is not a ready cache object.
 
     Returns:
         The :class:`CompressReport` (also written into ``out``).
 
     Example:
-        >>> compress_checkpoint("Flex-math-2x7B-1T", "Flex-math-r64", {"expert1": 64})  # doctest: +SKIP
+        >>> compress_checkpoint("Flex-math-2x7B-1T", "r64", 64)  # doctest: +SKIP
     """
     if method not in METHODS:
         raise ValueError(f"unknown SVD method {method!r}; use one of {METHODS}")
     if layout == "fused" and not dense:
         raise ValueError(
-            "the fused layout holds dense experts only; pass dense=True or layout='per_expert'"
+            "the fused layout stores dense experts only; pass dense=True or "
+            "layout='per_expert'"
         )
-    cache = (
-        cache if isinstance(cache, DecompositionCache) else DecompositionCache(cache)
-    )
+    if not isinstance(cache, DecompositionCache):
+        cache = DecompositionCache(cache, device=device)
     with FlexCheckpoint(src) as ckpt:
         names = ckpt.expert_names
         shape = (ckpt.intermediate_size, ckpt.hidden_size)
@@ -647,7 +676,9 @@ def decompose_checkpoint_spectra(
     experts: Sequence[int] | None = None,
     progress: bool = False,
 ) -> dict[tuple[int, int, str], torch.Tensor]:
-    """Return all singular values of every domain-expert delta: ``{(layer, expert, proj): S}``.
+    """Compute all singular values of every domain-expert delta.
+
+    Returns ``{(layer, expert, projection): S}``.
 
     Uses ``torch.linalg.svdvals`` (no singular vectors), one matrix at a time.
     """
@@ -682,7 +713,7 @@ def decompose_checkpoint_spectra(
 
 
 def energy_rank(singular_values: torch.Tensor, fraction: float) -> int:
-    """Smallest rank whose singular values hold ``fraction`` of the squared Frobenius norm."""
+    """Smallest rank whose singular values hold ``fraction`` of ``||delta||_F^2``."""
     import torch
 
     energy = singular_values.double() ** 2
@@ -719,7 +750,8 @@ def plot_spectra(
     layers = sorted({layer for layer, _, _ in spectra})
     files = []
     rows = [
-        "| expert | projection | median rank for 90% energy | for 99% | min(rows, cols) |",
+        "| expert | projection | median rank for 90% energy | for 99% | min(rows, "
+        "cols) |",
         "|---|---|---|---|---|",
     ]
     colormap = plt.get_cmap("viridis")
@@ -752,10 +784,12 @@ def plot_spectra(
                 sorted(ranks99)[len(ranks99) // 2],
             )
             rows.append(
-                f"| {expert_names[expert]} | {proj} | {median[0]} | {median[1]} | {len(values)} |"
+                f"| {expert_names[expert]} | {proj} | {median[0]} | {median[1]} | "
+                f"{len(values)} |"
             )
         figure.suptitle(
-            f"Spectra of {expert_names[expert]} - public (colour: layer 0 to {layers[-1]})"
+            f"Spectra of {expert_names[expert]} - public (colour: layer 0 to "
+            f"{layers[-1]})"
         )
         figure.tight_layout()
         file = out_dir / f"spectra_{expert_names[expert]}.png"

@@ -1,7 +1,7 @@
 """``FlexMoreForCausalLM`` and the surgery between FlexOlmo and FlexMoRE models.
 
 The decoder reuses transformers' FlexOlmo attention, RMSNorm, rotary embedding and
-decoder-layer forward (post-norm blocks, q/k norm over the full width); only the MoE
+decoder-layer forward (post-norm blocks, q/k norm over the full width). Only the MoE
 block differs (:mod:`provex.moe.layers`). With every expert dense, a FlexMoRE model
 computes what ``transformers.FlexOlmoForCausalLM`` computes.
 
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 
 class FlexMoreDecoderLayer(FlexOlmoDecoderLayer):
-    """FlexOlmo decoder layer (post-norm attention and MoE) with the FlexMoRE MoE block."""
+    """FlexOlmo decoder layer (post-norm attention and MoE) with the FlexMoRE block."""
 
     def __init__(self, config: FlexMoreConfig, layer_idx: int) -> None:
         GradientCheckpointingLayer.__init__(self)
@@ -93,7 +93,7 @@ class FlexMoreForCausalLM(FlexMorePreTrainedModel, FlexOlmoForCausalLM):
 
     Example:
         >>> import provex.moe  # registers the Auto classes  # doctest: +SKIP
-        >>> model = AutoModelForCausalLM.from_pretrained("Flex-math-r64")  # doctest: +SKIP
+        >>> AutoModelForCausalLM.from_pretrained("Flex-math-r64")  # doctest: +SKIP
     """
 
     def __init__(self, config: FlexMoreConfig) -> None:
@@ -128,7 +128,7 @@ class FlexMoreForCausalLM(FlexMorePreTrainedModel, FlexOlmoForCausalLM):
 
     @classmethod
     def from_flexolmo(cls, model: FlexOlmoForCausalLM) -> FlexMoreForCausalLM:
-        """Build an all-dense FlexMoRE model with the weights of a transformers FlexOlmo."""
+        """Build an all-dense FlexMoRE model from a transformers FlexOlmo model."""
         config = flexmore_config_from(model.config)
         new = cls(config).to(model.dtype)
         state = flexolmo_state_dict(model)
@@ -179,10 +179,10 @@ class FlexMoreForCausalLM(FlexMorePreTrainedModel, FlexOlmoForCausalLM):
 
 
 def _check_load(missing: Sequence[str], unexpected: Sequence[str]) -> None:
-    missing = [k for k in missing if k != "lm_head.weight" or True]
     if missing or unexpected:
         raise RuntimeError(
-            f"weights do not match the model: missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
+            "weights do not match the model: "
+            f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
         )
 
 
@@ -241,7 +241,7 @@ def compress_model(
 
     Args:
         model: a transformers ``FlexOlmoForCausalLM`` or an all-dense FlexMoRE model.
-        ranks: per-expert ranks, e.g. ``"math=64,code=16"``, ``64`` or ``{"expert1": 8}``;
+        ranks: per-expert ranks: ``"math=64,code=16"``, ``64`` or ``{"expert1": 8}``;
             ``full`` keeps an expert dense.
         dense: return a dense ``FlexOlmoForCausalLM`` with ``W_public + B A`` instead.
         method: SVD method, ``auto``, ``exact`` or ``randomized``.
@@ -275,7 +275,7 @@ def compress_model(
             )
         if rank is not None:
             check_rank(
-                rank, inter, hidden, what=f"projections of expert {names[index]!r}"
+                rank, inter, hidden, label=f"projections of expert {names[index]!r}"
             )
 
     expert_ranks = [resolved.get(e) or 0 for e in range(num)]
@@ -333,7 +333,7 @@ def opt_out(
 
 
 def register_auto_classes() -> None:
-    """Register ``flex_more`` with ``AutoConfig`` and ``AutoModelForCausalLM`` (idempotent)."""
+    """Register ``flex_more`` with ``AutoConfig`` and ``AutoModelForCausalLM``."""
     AutoConfig.register("flex_more", FlexMoreConfig, exist_ok=True)
     AutoModelForCausalLM.register(FlexMoreConfig, FlexMoreForCausalLM, exist_ok=True)
 

@@ -88,7 +88,8 @@ def load_config(source: str | Path | Mapping[str, Any] | Any) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     raise ValueError(
-        f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json or checkpoint directory"
+        f"{text!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json or "
+        "checkpoint directory"
     )
 
 
@@ -100,7 +101,8 @@ def count_parameters(
 
     Args:
         config: preset name (``flexolmo-7x7b``, ``flexolmo-2x7b``, ``olmo2-7b``,
-            ``flexmore-7x7b``), checkpoint directory, ``config.json`` path, dict or config.
+            ``flexmore-7x7b``), checkpoint directory, ``config.json`` path, dict or
+            config object.
         ranks: per-expert ranks (0 = dense) overriding ``config.expert_ranks``.
 
     Returns:

@@ -63,8 +63,8 @@ def make_tiny_flexolmo(
     """Write one 2-expert FlexOlmo checkpoint per domain, sharing the public model.
 
     Args:
-        out_dir: parent directory; checkpoint ``Flex-<domain>-2x7B-1T`` folders are created
-            inside it (the name mimics the released models so merge can name experts).
+        out_dir: parent directory of the ``Flex-<domain>-2x7B-1T`` checkpoint folders
+            created (the name mimics the released models so merge can name experts).
         domains: domain names, one checkpoint each.
         seed: random seed of all weights.
         delta_scale: largest singular value of each expert-minus-public delta.

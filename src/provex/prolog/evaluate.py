@@ -6,8 +6,8 @@ A run directory holds:
 - ``log.jsonl``: one line per finished question with the prompt, every attempt
   (text, program, Prolog status, value, error class, tokens, seconds), the final
   prediction and the gold answer. Each line is appended and flushed to disk
-  (``fsync``) as soon as its question finishes, so an interrupted run loses at most
-  the questions in flight; rerunning the same command skips finished ids;
+  (``fsync``) as soon as its question finishes. An interrupted run therefore loses at
+  most the questions in flight, and rerunning the same command skips finished ids;
 - ``summary.json``, ``summary.md`` and ``summary.png``: the metrics of all logged
   questions.
 
@@ -36,6 +36,7 @@ from typing import Any
 
 from provex.prolog.generation import Chat, Generator
 from provex.prolog.protocols.base import (
+    DriverTimings,
     Episode,
     Executor,
     Protocol,
@@ -53,7 +54,7 @@ RESUME_KEYS: tuple[str, ...] = ("model", "adapter", "benchmark", "protocol", "pr
 
 
 class ResumeMismatchError(ValueError):
-    """The run directory holds a log written with different settings."""
+    """The run directory contains a log written with different settings."""
 
 
 @dataclass
@@ -83,6 +84,8 @@ class Summary:
     prolog_seconds_per_question: float = 0.0
     tokens: int = 0
     wall_seconds: float = 0.0
+    # Wall time outside generation: running and analysing programs, logging.
+    harness_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,8 +215,16 @@ class RunLog:
         self.close()
 
 
-def _check_config(out_dir: Path, config: dict[str, Any]) -> float:
-    """Store or verify the run config; return the wall seconds of earlier sessions."""
+def check_resume(out_dir: str | Path, config: dict[str, Any]) -> float:
+    """Verify that a run directory can continue with ``config``.
+
+    Returns:
+        The wall seconds of earlier sessions (0 for a new run).
+
+    Raises:
+        ResumeMismatchError: when the logged run used other ``RESUME_KEYS`` values.
+    """
+    out_dir = Path(out_dir)
     path = out_dir / CONFIG_NAME
     previous_wall = 0.0
     if path.exists() and (out_dir / LOG_NAME).exists():
@@ -221,11 +232,18 @@ def _check_config(out_dir: Path, config: dict[str, Any]) -> float:
         for key in RESUME_KEYS:
             if old.get(key) != config.get(key):
                 raise ResumeMismatchError(
-                    f"{out_dir} holds a run with {key}={old.get(key)!r}, not "
+                    f"{out_dir} contains a run with {key}={old.get(key)!r}, not "
                     f"{config.get(key)!r}; pass another --out directory or delete it"
                 )
         previous_wall = float(old.get("wall_seconds", 0.0))
     return previous_wall
+
+
+def _previous(out_dir: Path, key: str) -> float:
+    path = out_dir / CONFIG_NAME
+    if not (path.exists() and (out_dir / LOG_NAME).exists()):
+        return 0.0
+    return float(json.loads(path.read_text()).get(key, 0.0))
 
 
 def evaluate(
@@ -269,7 +287,8 @@ def evaluate(
         "backend": generator.name,
         **(config or {}),
     }
-    previous_wall = _check_config(out_dir, config)
+    previous_wall = check_resume(out_dir, config)
+    previous_harness = _previous(out_dir, "harness_seconds")
     log_path = out_dir / LOG_NAME
     done = {r["id"] for r in read_log(log_path, repair=True)}
     pending = [q for q in questions if q.id not in done]
@@ -284,6 +303,7 @@ def evaluate(
     bind = getattr(protocol, "bind", None)
     if bind is not None:
         bind(generator)
+    timings = DriverTimings()
     started = time.perf_counter()
     bar = None
     if progress:
@@ -296,8 +316,10 @@ def evaluate(
         with RunLog(log_path) as log:
 
             def write(episode: Episode) -> None:
+                started_record = time.perf_counter()
                 record = question_record(episode, generator, executor, protocol)
                 log.write(record)
+                timings.feed += time.perf_counter() - started_record
                 if on_record is not None:
                     on_record(record)
                 if bar is not None:
@@ -306,16 +328,24 @@ def evaluate(
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
                 episodes = [protocol.start(q, executor) for q in chunk]
-                run_episodes(episodes, generator, on_done=write, max_batch=batch_size)
+                run_episodes(
+                    episodes,
+                    generator,
+                    on_done=write,
+                    max_batch=batch_size,
+                    workers=executor.pool.size,
+                    timings=timings,
+                )
     finally:
         if bar is not None:
             bar.close()
         wall = previous_wall + time.perf_counter() - started
-        (out_dir / CONFIG_NAME).write_text(
-            json.dumps({**config, "wall_seconds": wall}, indent=2, default=str)
-        )
+        harness = previous_harness + timings.feed
+        stored = {**config, "wall_seconds": wall, "harness_seconds": harness}
+        (out_dir / CONFIG_NAME).write_text(json.dumps(stored, indent=2, default=str))
     records = read_log(log_path)
     summary = summarize(records, config, wall_seconds=wall, run=out_dir.name)
+    summary.harness_seconds = harness
     write_summary(summary, out_dir)
     return summary
 

@@ -487,7 +487,7 @@ class OpenAIGenerator(Generator):
         model: the model name the server expects.
         mode: ``completions`` (send the rendered text to ``/completions``) or ``chat``
             (send messages to ``/chat/completions``).
-        api_key_env: environment variable that holds the API key; unset or empty
+        api_key_env: environment variable that contains the API key; unset or empty
             means no ``Authorization`` header.
         timeout: seconds to wait for one response.
         retries: extra tries after a connection error, a timeout, HTTP 429 or 5xx.

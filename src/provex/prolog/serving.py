@@ -4,7 +4,7 @@ It serves ``POST /v1/completions`` and ``POST /v1/chat/completions`` with the
 sampling fields the HTTP backend sends (``temperature``, ``top_p``, ``max_tokens``,
 ``stop``, ``n``, ``seed``, ``include_stop_str_in_output``) and ``GET /v1/models``.
 It exists to exercise the HTTP backend end to end on loopback (tests, benchmarks)
-and to share one loaded model between processes; it has no authentication, so bind
+and to share one loaded model between processes. It has no authentication, so bind
 it to 127.0.0.1 only.
 
 Example:

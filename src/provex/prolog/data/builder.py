@@ -6,18 +6,19 @@ program in the reference style:
 
     :- use_module(library(clpq)).
 
-    clips_april(48).
-    half_factor(2).
+    friends_april(48).
+    half_clips_may(2).
 
-    solve(Clips_altogether) :-
-        clips_april(Clips_april),
-        half_factor(Half_factor),
-        {Clips_may = Clips_april / Half_factor},
-        {Clips_altogether = Clips_april + Clips_may}.
+    solve(Clips_altogether_april) :-
+        friends_april(Friends_april),
+        half_clips_may(Half_clips_may),
+        {Clips_may = Friends_april / Half_clips_may},
+        {Clips_altogether_april = Friends_april + Clips_may}.
 
-Numbers that repeat an earlier step's result refer to that step's variable; every
-other number becomes a fact named after the words next to it in the question (or,
-failing that, in the solution). Only the steps that the answer depends on are kept.
+Numbers that repeat an earlier step's result refer to that step's variable. Every
+other number becomes a fact named after the words next to it in the question, or
+in the solution when the question never states it. Only the steps that the answer
+depends on are kept.
 ``build_dataset`` executes every program and keeps only those that reproduce the
 gold answer.
 """
@@ -38,6 +39,7 @@ from provex.prolog.answers import (
     ErrorClass,
     classify_result,
     format_number,
+    parse_exact,
     parse_gsm8k_answer,
 )
 from provex.prolog.prompts import INSTRUCTION
@@ -59,6 +61,7 @@ _TEXT_EQUATION_RE = re.compile(
 _OPERAND_START_RE = re.compile(r"[($\d]")
 _NUMERAL_RE = re.compile(r"(\$?)(\d[\d,]*(?:\.\d+)?|\.\d+)(\s*%|\s*percent)?")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_CLAUSE_MARK_RE = re.compile(r"[.,;:?!](?!\d)|\n")
 _SENTENCE_END_RE = re.compile(r"[.?!](?!\d)|\n")
 _CLAUSE_END_RE = re.compile(r"[.,;:?!\n()=<>\x00]|\d|\b(?:and|but|while|or)\b")
 
@@ -481,7 +484,11 @@ def _number_mentions(text: str) -> list[tuple[Fraction, int, int, str]]:
             value = Fraction(match.group(2).replace(",", "").rstrip("."))
         except ValueError:
             continue
-        kind = "dollars" if match.group(1) else "percent" if match.group(3) else ""
+        kind = ""
+        if match.group(1):
+            kind = "dollars"
+        elif match.group(3):
+            kind = "percent"
         mentions.append((value, match.start(), match.end(), kind))
     for match in _NUMBER_WORD_RE.finditer(text):
         tens, unit, small, factor = match.groups()
@@ -505,8 +512,8 @@ def _constant_names(
     The alternative adds the word before the number and is used when the first
     name is taken ("eats 2 apples" after "4 apples" becomes ``eats_apples``).
 
-    Mentions in the question come first; the solution is searched only when the
-    question never states the value, then a table of unit conversions is used.
+    Mentions in the question come first. The solution is searched only when the
+    question never states the value, and a table of unit conversions after that.
     """
     for text in (question, solution):
         names = []
@@ -563,12 +570,21 @@ class _Names:
             base = f"n_{base}"
         return base
 
-    def variable(self, words: list[str], fallback: str) -> str:
+    def variable(
+        self, words: list[str], fallback: str, alternative: Sequence[str] = ()
+    ) -> str:
+        base = self._variable_base(words, fallback)
+        if alternative and base in self.variables:
+            base = self._variable_base(list(alternative), fallback)
+        return self._unique(base, self.variables)
+
+    @staticmethod
+    def _variable_base(words: list[str], fallback: str) -> str:
         base = "_".join(words) or fallback
         base = re.sub(r"[^a-z0-9_]", "", base.lower())[:40].strip("_") or fallback
         if not base[0].isalpha():
             base = f"v_{base}"
-        return self._unique(base[0].upper() + base[1:], self.variables)
+        return base[0].upper() + base[1:]
 
     @staticmethod
     def _unique(base: str, used: set[str]) -> str:
@@ -581,21 +597,29 @@ class _Names:
         return name
 
 
-def _step_words(step: _Step) -> list[str]:
+def _step_words(step: _Step) -> tuple[list[str], list[str]]:
+    """Return name words for a step's variable and an alternative for clashes.
+
+    The words come from the text after the step's result ("24 clips in May"), or
+    from the sentence before the calculation when nothing follows it. The
+    alternative puts the first word of the clause first ("Johanna had 21 turtles -
+    5 turtles = 16 turtles" gives ``johanna_turtles``).
+    """
     text = step.text
     after = step.end
     number = re.match(r"\s*\$?\d[\d,]*(?:\.\d+)?", text[after:])
     if number:
         after += number.end()
+    boundaries = list(_SENTENCE_END_RE.finditer(text, 0, step.start))
+    sentence_start = boundaries[-1].end() if boundaries else 0
+    before = _content_words(_ANNOTATION_RE.sub(" ", text[sentence_start : step.start]))
     words = _words_after(text, after)
     if not words:
-        boundaries = list(_SENTENCE_END_RE.finditer(text, 0, step.start))
-        sentence_start = boundaries[-1].end() if boundaries else 0
-        words = _content_words(
-            _ANNOTATION_RE.sub(" ", text[sentence_start : step.start])
-        )
-        words = words[-3:]
-    return words
+        return before[-3:], []
+    clauses = list(_CLAUSE_MARK_RE.finditer(text, 0, step.start))
+    clause = text[clauses[-1].end() if clauses else 0 : step.start]
+    subject = _content_words(re.split(r"[\d$]", clause, maxsplit=1)[0])
+    return words, [*subject[:1], *words[:2]]
 
 
 def _format_constant(value: Fraction) -> str:
@@ -671,9 +695,11 @@ def build_program(question: str, solution: str, gold: Fraction | None = None) ->
             if key not in constants:
                 words, alternative = candidates[key[1]]
                 atom = names.atom(words, "value", alternative)
-                constants[key] = (atom, names.variable(atom.split("_"), "Value"))
+                variable = names.variable(atom.split("_"), "Value")
+                constants[key] = (atom, variable)
     for index in sorted(needed):
-        steps[index].name = names.variable(_step_words(steps[index]), "Step")
+        words, alternative = _step_words(steps[index])
+        steps[index].name = names.variable(words, "Step", alternative)
 
     lines = [":- use_module(library(clpq)).", ""]
     for (value, _), (atom, _) in constants.items():
@@ -725,10 +751,14 @@ def verify_programs(
 
 def _build_one(index: int, row: dict[str, Any]) -> BuildOutcome:
     solution = row.get("solution") or row.get("answer") or ""
-    try:
-        gold = parse_gsm8k_answer(solution)
-    except ValueError:
-        return BuildOutcome(index, None, "bad_gold")
+    # The row's numerical_result wins over the "####" line, so corrected gold
+    # answers (load_gsm8k(corrections=True)) are the ones verified.
+    gold = parse_exact(row.get("numerical_result"))
+    if gold is None:
+        try:
+            gold = parse_gsm8k_answer(solution)
+        except ValueError:
+            return BuildOutcome(index, None, "bad_gold")
     try:
         program = build_program(row["question"], solution, gold)
     except ValueError as error:

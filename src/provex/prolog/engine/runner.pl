@@ -25,13 +25,29 @@ call_with_inference_limit/3.
 :- use_module(library(modules)).
 :- use_module(library(readutil)).
 :- use_module(library(prolog_wrap)).
-% Preloaded so that use_module/1 directives in programs cost nothing.
+% Preloaded so that use_module/1 directives in programs cost nothing.  A
+% library that is first loaded by a program is loaded under the sandbox, and
+% some (clpr among them) fail to load that way.
 :- use_module(library(clpq), []).
+:- use_module(library(clpr), []).
 :- use_module(library(clpfd), []).
+:- use_module(library(clpb), []).
 :- use_module(library(lists), []).
 :- use_module(library(apply), []).
 :- use_module(library(aggregate), []).
+:- use_module(library(yall), []).
+:- use_module(library(pairs), []).
+:- use_module(library(assoc), []).
+:- use_module(library(ordsets), []).
+:- use_module(library(ugraphs), []).
+:- use_module(library(solution_sequences), []).
+:- use_module(library(strings), []).
+:- use_module(library(occurs), []).
+:- use_module(library(random), []).
+:- use_module(library(rbtrees), []).
+:- use_module(library(dicts), []).
 :- use_module(library(dcg/basics), []).
+:- use_module(library(dcg/high_order), []).
 
 % Output goes to a string through with_output_to/2, so plain writes are safe.
 :- multifile sandbox:safe_primitive/1.
@@ -150,7 +166,9 @@ run(M, Program, QueryText, Limits, Reply) :-
         catch(unload_file(M), _, true)).
 
 run_loaded(M, Program, QueryText, Limits, Reply) :-
+    aggregate_all(count, current_module(_), Modules0),
     load_program(M, Program, Limits, LoadError),
+    aggregate_all(count, current_module(_), Modules1),
     findall(K-T-S, collected(K, T, S), Collected),
     retractall(collected(_, _, _)),
     messages_json(Collected, Messages),
@@ -160,20 +178,33 @@ run_loaded(M, Program, QueryText, Limits, Reply) :-
     ),
     (   Status == "ok"
     ->  query(M, QueryText, Limits, Reply0),
-        put_dict(messages, Reply0, Messages, Reply)
+        put_dict(messages, Reply0, Messages, Reply1)
     ;   Status == "syntax_error"
     % SWI-Prolog skips a clause it cannot parse and loads the rest, so the
     % query still runs; its own outcome is kept in query_status.
     ->  query(M, QueryText, Limits, Reply0),
         put_dict(_{status:Status, error:Error, messages:Messages,
                    query_status:Reply0.status},
-                 Reply0, Reply)
-    ;   limit_error(LoadError)
-    % SWI-Prolog's loader is left in a bad state when a limit interrupts it
-    % (later loads fail at once), so the pool replaces this worker.
-    ->  Reply = _{status:Status, error:Error, messages:Messages, recycle:true}
-    ;   Reply = _{status:Status, error:Error, messages:Messages}
+                 Reply0, Reply1)
+    ;   Reply1 = _{status:Status, error:Error, messages:Messages}
+    ),
+    (   recycle(LoadError, Collected, Modules0, Modules1)
+    ->  put_dict(recycle, Reply1, true, Reply)
+    ;   Reply = Reply1
     ).
+
+%!  recycle(?LoadError, +Collected, +Modules0, +Modules1) is semidet.
+%
+%   True when this worker must be replaced after the reply.  SWI-Prolog's
+%   loader is left in a bad state when a limit interrupts it (later loads
+%   fail at once).  A library that is not preloaded is loaded under the
+%   program's sandbox and may stay behind half-loaded: that shows as new
+%   modules together with error messages.
+recycle(LoadError, _, _, _) :-
+    limit_error(LoadError), !.
+recycle(_, Collected, Modules0, Modules1) :-
+    Modules1 > Modules0,
+    memberchk(error-_-_, Collected).
 
 limit_error(E) :- E == time_limit_exceeded, !.
 limit_error(E) :- E == inference_limit_exceeded.

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -109,7 +111,7 @@ class Executor:
         pool: a :class:`provex.prolog.engine.PrologPool`; the process-wide shared
             pool when omitted.
         query: the goal to run.
-        variable: the query variable that holds the answer.
+        variable: the query variable bound to the answer.
     """
 
     def __init__(
@@ -121,7 +123,8 @@ class Executor:
         self._pool = pool
         self.query = query
         self.variable = variable
-        self.seconds = 0.0  # wall time spent in Prolog, all calls together
+        self.seconds = 0.0  # time spent in Prolog calls, summed over threads
+        self._lock = threading.Lock()
 
     @property
     def pool(self) -> PrologPool:
@@ -140,7 +143,8 @@ class Executor:
         started = time.perf_counter()
         result = self.pool.run(program, query=self.query)
         seconds = time.perf_counter() - started
-        self.seconds += seconds
+        with self._lock:
+            self.seconds += seconds
         error_class, value = classify_result(result, gold, variable=self.variable)
         texts = getattr(result, "texts", None) or {}
         error = getattr(result, "error", None)
@@ -291,51 +295,94 @@ class Protocol(ABC):
         return {"name": self.name}
 
 
+@dataclass
+class DriverTimings:
+    """Wall time of the two phases of :func:`run_episodes`, in seconds."""
+
+    generate: float = 0.0  # backend calls
+    feed: float = 0.0  # consuming generations: Prolog runs and bookkeeping
+
+
 def run_episodes(
     episodes: Sequence[Episode],
     generator: Generator,
     on_done: Callable[[Episode], None] | None = None,
     max_batch: int | None = None,
+    workers: int = 1,
+    timings: DriverTimings | None = None,
 ) -> list[Outcome]:
     """Drive episodes to completion, batching their requests.
 
     Each round collects the pending request of every active episode, groups the
     requests by sampling settings, generates each group with one backend call
-    (split into chunks of ``max_batch``) and feeds the results back.
+    (split into chunks of ``max_batch``) and feeds the results back. Feeding runs
+    the programs, so with ``workers > 1`` the episodes of a chunk are fed from that
+    many threads (match it to the Prolog pool size).
 
     Args:
         episodes: episodes to run.
         generator: the backend.
-        on_done: called once per episode as soon as it finishes (for logging).
-        max_batch: most prompts per backend call; all at once when ``None``.
+        on_done: called once per finished episode, from the calling thread.
+        max_batch: maximum prompts per backend call; all at once when ``None``.
+        workers: threads that feed episodes at the same time.
+        timings: accumulates the wall time of generation and feeding.
 
     Returns:
         The outcomes, in episode order.
     """
-    active = [e for e in episodes if not e.done]
+    timings = timings if timings is not None else DriverTimings()
     for episode in episodes:
         if episode.done and on_done is not None:
             on_done(episode)
-    while active:
-        groups: dict[SamplingParams, list[tuple[Episode, Request]]] = {}
-        for episode in active:
-            request = episode.request()
-            groups.setdefault(request.params, []).append((episode, request))
-        for params, items in groups.items():
-            for chunk in _chunks(items, max_batch or len(items)):
-                prompts = [request.prompt for _, request in chunk]
-                generations = generator.generate(prompts, params)
-                if len(generations) != len(chunk) * params.n:
-                    raise RuntimeError(
-                        f"{generator.name} returned {len(generations)} generations "
-                        f"for {len(chunk)} prompts with n={params.n}"
-                    )
-                for i, (episode, _) in enumerate(chunk):
-                    episode.feed(generations[i * params.n : (i + 1) * params.n])
-                    if episode.done and on_done is not None:
-                        on_done(episode)
-        active = [e for e in active if not e.done]
+    active = [e for e in episodes if not e.done]
+    threads = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        while active:
+            groups: dict[SamplingParams, list[tuple[Episode, Request]]] = {}
+            for episode in active:
+                request = episode.request()
+                groups.setdefault(request.params, []).append((episode, request))
+            for params, items in groups.items():
+                for chunk in _chunks(items, max_batch or len(items)):
+                    _generate_and_feed(chunk, params, generator, threads, timings)
+                    for episode, _ in chunk:
+                        if episode.done and on_done is not None:
+                            on_done(episode)
+            active = [e for e in active if not e.done]
+    finally:
+        if threads is not None:
+            threads.shutdown()
     return [e.outcome for e in episodes]  # type: ignore[misc]
+
+
+def _generate_and_feed(
+    chunk: list[tuple[Episode, Request]],
+    params: SamplingParams,
+    generator: Generator,
+    threads: ThreadPoolExecutor | None,
+    timings: DriverTimings,
+) -> None:
+    started = time.perf_counter()
+    generations = generator.generate([request.prompt for _, request in chunk], params)
+    timings.generate += time.perf_counter() - started
+    if len(generations) != len(chunk) * params.n:
+        raise RuntimeError(
+            f"{generator.name} returned {len(generations)} generations for "
+            f"{len(chunk)} prompts with n={params.n}"
+        )
+    started = time.perf_counter()
+    slices = [generations[i * params.n : (i + 1) * params.n] for i in range(len(chunk))]
+    if threads is None or len(chunk) == 1:
+        for (episode, _), own in zip(chunk, slices, strict=True):
+            episode.feed(own)
+    else:
+        futures = [
+            threads.submit(episode.feed, own)
+            for (episode, _), own in zip(chunk, slices, strict=True)
+        ]
+        for future in futures:
+            future.result()
+    timings.feed += time.perf_counter() - started
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

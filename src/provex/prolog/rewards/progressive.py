@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from provex.prolog.answers import Verdict
 from provex.prolog.rewards.config import CURRICULUM_TERMS, RewardConfig
 from provex.prolog.rewards.execution import (
     check_completions,
@@ -83,9 +84,9 @@ class ProgressiveReward:
     values along ``s = 1 / (1 + exp(-12 * (p - 0.5)))``: semantic 0.35 to 0.10,
     format 0.25 to 0.10, syntax 0.10, correctness 0.15 to 0.45, structure 0.15 to
     0.25. The progress p is ``global_step / max_steps`` from TRL's
-    ``trainer_state`` keyword when present; otherwise it is the number of earlier
-    calls over ``total_prompts`` (the counter then grows by one per call, so it
-    assumes one prompt's group per call). The first call has p = 0.
+    ``trainer_state`` keyword when present. Otherwise it is the number of earlier
+    calls over ``total_prompts``, which assumes one prompt's group per call. The
+    first call has p = 0.
     """
 
     def __init__(
@@ -109,6 +110,27 @@ class ProgressiveReward:
         if from_state is not None:
             return from_state
         return min(1.0, self.calls / self.config.total_prompts)
+
+    def terms(
+        self, text: str, verdict: Verdict, gold: Any, semantic: float
+    ) -> dict[str, float]:
+        """Return the five normalised terms of one completion, each in [0, 1]."""
+        config = self.config
+        fmt = (
+            xml_count_score(text, config, clamp=True)
+            + soft_format_score(text, config)
+            + strict_format_score(text, config)
+        )
+        structure = structure_score(
+            verdict.code, verdict.predicates, verdict.constraints, config
+        )
+        return {
+            "semantic": min(semantic, 2.0) / 2.0,
+            "format": min(max(config.format_scale * fmt, 0.0), 1.0),
+            "syntax": min(syntax_score(text, config), 1.0),
+            "correctness": min(correctness_score(verdict, gold, config), 2.0) / 2.0,
+            "structure": min(structure, 2.0) / 2.0,
+        }
 
     def __call__(
         self,
@@ -137,28 +159,12 @@ class ProgressiveReward:
         for text, verdict, gold, sem in zip(
             texts, verdicts, golds, semantic, strict=True
         ):
-            fmt = (
-                xml_count_score(text, config, clamp=True)
-                + soft_format_score(text, config)
-                + strict_format_score(text, config)
-            )
-            terms = {
-                "semantic": min(sem, 2.0) / 2.0,
-                "format": min(max(config.format_scale * fmt, 0.0), 1.0),
-                "syntax": min(syntax_score(text, config), 1.0),
-                "correctness": min(correctness_score(verdict, gold, config), 2.0) / 2,
-                "structure": min(
-                    structure_score(
-                        verdict.code, verdict.predicates, verdict.constraints, config
-                    ),
-                    2.0,
-                )
-                / 2.0,
-            }
+            terms = self.terms(text, verdict, gold, sem)
             for term, value in terms.items():
                 sums[term] += value
             total = sum(weights[term] * terms[term] for term in CURRICULUM_TERMS)
             rewards.append(config.final_scale * total)
+
         count = max(1, len(texts))
         metrics = {f"progressive/{term}": sums[term] / count for term in sums}
         metrics["progressive/progress"] = progress

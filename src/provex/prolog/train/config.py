@@ -275,6 +275,11 @@ def parse_train_args(
     _check_keys(flag_keys, mode, "the command line")
     if "output_dir" not in config and "--output_dir" not in argv:
         config["output_dir"] = f"runs/{mode}"
+    given = set(config) | set(flag_keys)
+    if not given & {"use_cpu", "bf16", "fp16"} and not _cuda_available():
+        # TRL turns bf16 on by default, which needs a GPU; on a CPU-only machine
+        # train on the CPU in float32 unless told otherwise.
+        config.update(use_cpu=True, bf16=False)
     parser = TrlParser([ProvexArguments, _trl_config_class(mode)])
     env = config.pop("env", None)
     if env:
@@ -295,6 +300,12 @@ def parse_train_args(
             "error"
         )
     return provex_args, trl_args
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def dump_config(provex_args: ProvexArguments, trl_args: Any, path: Path) -> None:

@@ -33,7 +33,7 @@ class TrainingDataError(ValueError):
 
 
 def load_rows(source: str, split: str = "train") -> Any:
-    """Load a ``datasets.Dataset`` from a local file/directory, a provex name or the hub.
+    """Load a ``datasets.Dataset`` from a local file or folder, a name or the hub.
 
     Local ``.jsonl``/``.json``/``.parquet``/``.csv`` files and directories written
     by ``save_to_disk`` are read directly. Other names go to
@@ -54,6 +54,8 @@ def load_rows(source: str, split: str = "train") -> Any:
             raise TrainingDataError(
                 f"cannot read {path}: use a .jsonl, .json, .parquet or .csv file"
             )
+        if kind == "json" and not path.read_text(errors="replace").strip():
+            return datasets.Dataset.from_list([])
         return datasets.load_dataset(kind, data_files=str(path), split="train")
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "state.json").exists():

@@ -68,7 +68,10 @@ def plot_run(
     panels = [("rewards (mean per step)", [*reward_keys, "reward"])]
     panels.append(("Prolog checks (fraction of completions)", rate_keys))
     panels.append(("KL and loss", extra_keys))
-    panels = [(title, [k for k in keys if any(k in r for r in rows)]) for title, keys in panels]
+    panels = [
+        (title, [k for k in keys if any(k in r for r in rows)])
+        for title, keys in panels
+    ]
     panels = [(title, keys) for title, keys in panels if keys]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True)
     axes = [axes] if len(panels) == 1 else list(axes)
