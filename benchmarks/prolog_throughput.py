@@ -1,12 +1,12 @@
 """Throughput and parity of the pooled Prolog engine against the reference executor.
 
-Runs every program of GSM8K-Prolog's test split (field ``output``) through a
+Every program of GSM8K-Prolog's test split (field ``output``) goes through a
 ``PrologPool`` and through ``run_reference`` (a fresh ``swipl`` per program) in
-the same run, taking turns on chunks of 100 programs, then reports agreement on
-every program (the pool's ``write/1`` text against the reference's last output
-line), programs per second, p50/p99 latency and the throughput ratio. Pool
-latency is the round trip of one request to a worker; reference latency is one
-``swipl`` process from start to exit.
+the same run. The two take turns on chunks of 100 programs. The script reports
+agreement on every program (the pool's ``write/1`` text against the reference's
+last output line), programs per second, p50/p99 latency and the throughput
+ratio. Pool latency is the round trip of one request to a worker. Reference
+latency is one ``swipl`` process from start to exit.
 
     python benchmarks/prolog_throughput.py
     python benchmarks/prolog_throughput.py --reference-limit 200   # subset

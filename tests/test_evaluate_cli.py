@@ -68,3 +68,64 @@ def test_compare_command(tmp_path, shared_data):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+def test_eval_survives_kill(tmp_path, shared_data):
+    """SIGKILL the command mid-run, rerun it, and find every question once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from provex.prolog.generation import ScriptedGenerator
+    from provex.prolog.serving import OpenAIServer
+
+    answer = "<answer>\n:- use_module(library(clpq)).\nsolve(X) :- {X = 1}.\n</answer>"
+
+    def slow(prompt, params):
+        time.sleep(0.4)
+        return answer
+
+    out = tmp_path / "run"
+    with OpenAIServer(ScriptedGenerator(slow)) as server:
+        command = [
+            sys.executable,
+            "-m",
+            "provex.cli",
+            "prolog",
+            "eval",
+            "--backend",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "scripted",
+            "--data",
+            str(shared_data / "gsm8k" / "test.jsonl"),
+            "--limit",
+            "6",
+            "--batch-size",
+            "1",
+            "--prolog-workers",
+            "1",
+            "--out",
+            str(out),
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        log = out / "log.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and len(log.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        killed_at = len(log.read_text().splitlines())
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    ids = [json.loads(line)["id"] for line in log.read_text().splitlines()]
+    assert killed_at < 6
+    assert finished.returncode == 0, finished.stderr
+    assert ids == [f"gsm8k-{i}" for i in range(6)]

@@ -171,3 +171,16 @@ def test_build_protocol_rejects_unknown():
 def test_best_of_n_rejects_bad_selection():
     with pytest.raises(ValueError, match="unknown selection"):
         BestOfN("S", selection="vote")
+
+
+def test_parallel_feed_same_outcomes(executor):
+    protocol = BestOfN("S", n=3)
+    questions = [Question(f"q{i}", f"Q{i}", 4) for i in range(6)]
+
+    def script(prompt, params):
+        return RIGHT if int(prompt[-1]) % 2 else RATIONAL
+
+    episodes = [protocol.start(q, executor) for q in questions]
+    outcomes = run_episodes(episodes, ScriptedGenerator(script), workers=2)
+    assert [o.correct for o in outcomes] == [False, True] * 3
+    assert [len(o.attempts) for o in outcomes] == [3, 1] * 3

@@ -143,21 +143,25 @@ def resumed(tiny_dir, problems, tmp_path_factory):
     return before, result
 
 
+@pytest.mark.slow
 def test_resume_killed_run_logged_step_three(resumed):
     before, _ = resumed
     assert before == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_starts_from_checkpoint_two(resumed):
     _, result = resumed
     assert result.resumed_from.name == "checkpoint-2"
 
 
+@pytest.mark.slow
 def test_resume_reaches_last_step(resumed):
     _, result = resumed
     assert result.global_step == 4
 
 
+@pytest.mark.slow
 def test_resume_no_step_repeated_or_lost(resumed):
     _, result = resumed
     steps = [r["step"] for r in read_metrics(result.metrics_file) if "loss" in r]

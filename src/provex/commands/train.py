@@ -104,12 +104,18 @@ def sft_command(ctx: typer.Context) -> None:
 
 @prolog_app.command("presets")
 def presets_command() -> None:
-    """List the training presets shipped with provex (names for --config)."""
+    """List the training presets shipped with provex (names for --config) and the
+    accelerate configs for multi-GPU runs."""
     from provex.prolog.train import list_presets
+
+    from provex.prolog.train.config import accelerate_config
 
     for name, path in list_presets().items():
         first = path.read_text().splitlines()[0].lstrip("# ").strip()
         typer.echo(f"{name:<22} {first}")
+    typer.echo("\naccelerate launch configs (--config_file):")
+    for name in ("zero2", "zero3", "fsdp2"):
+        typer.echo(f"  {name:<8} {accelerate_config(name)}")
 
 
 @prolog_app.command("plot")

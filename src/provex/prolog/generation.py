@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ANSWER_STOP = "</answer>"
+# Serialises tokenizer calls of backends that share a tokenizer across threads.
+_TOKENIZER_LOCK = threading.Lock()
 PromptStyle = Literal["plain", "chat"]
 
 
@@ -242,6 +245,7 @@ class TransformersGenerator(Generator):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.prompt_style = prompt_style
+        self._token_lock = threading.Lock()
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -267,7 +271,10 @@ class TransformersGenerator(Generator):
         return self.tokenizer if self.tokenizer.chat_template else None
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # Fast tokenizers raise "Already borrowed" when called from two threads at
+        # once, and protocols count tokens while programs run in threads.
+        with self._token_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams
@@ -380,7 +387,8 @@ class VLLMGenerator(Generator):
         return self.tokenizer
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        with _TOKENIZER_LOCK:
+            return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def generate(
         self, prompts: Sequence[Prompt], params: SamplingParams
@@ -531,7 +539,9 @@ class OpenAIGenerator(Generator):
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is not None:
-            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            with _TOKENIZER_LOCK:
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return len(ids)
         return math.ceil(len(text) / 4)
 
     def count_prompt_tokens(self, prompt: Prompt) -> int:

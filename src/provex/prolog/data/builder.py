@@ -426,7 +426,57 @@ def _find_steps(solution: str) -> list[_Step]:
         step = _text_step(match, value, solution)
         if step is not None:
             steps.append(step)
+    steps.extend(_unit_equation_steps(masked_text, solution, steps))
     steps.sort(key=lambda step: step.start)
+    return steps
+
+
+_UNIT_AFTER_SLASH_RE = re.compile(r"(\d%?)\s*/\s*[A-Za-z]+\b(?!\s*\d)")
+_UNIT_WORDS_RE = re.compile(
+    r"(\d%?)\s+(?:[A-Za-z]+(?:/[A-Za-z]+)?\s+)?[A-Za-z]+(?:/[A-Za-z]+)?"
+    r"(?=\s*[-+*/×÷−–=])"
+)
+
+
+def _first_text_step(variants: Sequence[str]) -> _Step | None:
+    for variant in variants:
+        for match in _TEXT_EQUATION_RE.finditer(variant):
+            try:
+                value = Fraction(match.group(2).replace(",", ""))
+            except ValueError:
+                continue
+            step = _text_step(match, value, variant)
+            if step is not None:
+                return step
+    return None
+
+
+def _unit_equation_steps(
+    masked_text: str, solution: str, found: list[_Step]
+) -> list[_Step]:
+    """Return equations written with units between the numbers, on lines without steps.
+
+    "4.8 L / 1.2 L/hour = 4 hours" is read as ``4.8 / 1.2 = 4``. A percent sign is
+    tried both as "/100" and dropped ("2 tbs / 50 tbs * 100% = 4%").
+    """
+    steps = []
+    offset = 0
+    for line in masked_text.split("\n"):
+        start, offset = offset, offset + len(line) + 1
+        if "\x00" in line or any(start <= step.start < offset for step in found):
+            continue
+        stripped = _UNIT_WORDS_RE.sub(r"\1", _UNIT_AFTER_SLASH_RE.sub(r"\1", line))
+        if stripped == line:
+            continue
+        step = _first_text_step((stripped, stripped.replace("%", "")))
+        if step is None:
+            continue
+        first = re.search(re.escape(step.tokens[0].lstrip("(")), line)
+        result = re.search(r"=\s*\$?" + re.escape(format_number(step.value)), line)
+        step.text = solution
+        step.start = start + (first.start() if first else 0)
+        step.end = start + (result.end() if result else len(line))
+        steps.append(step)
     return steps
 
 

@@ -35,7 +35,7 @@ class Atom:
 
 @dataclass(frozen=True)
 class Compound:
-    """A compound term ``name(arg1, ..., argN)``; partial lists use ``'[|]'``."""
+    """A compound term ``name(arg1, ..., argN)``. Partial lists use ``'[|]'``."""
 
     name: str
     args: tuple[Any, ...]

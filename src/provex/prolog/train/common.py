@@ -1,4 +1,4 @@
-"""What SFT and GRPO share: model and tokenizer, checks before training, LoRA,
+"""Shared parts of SFT and GRPO: model and tokenizer, checks before training, LoRA,
 checkpoints and the run record."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingSetupError(ValueError):
-    """A problem found before training starts; the message says what to change."""
+    """A problem found before training starts; the message names the fix."""
 
 
 @dataclass
 class TrainResult:
-    """What a finished (or resumed and finished) run produced."""
+    """Outputs of a finished (or resumed and finished) run."""
 
     output_dir: Path
     global_step: int
@@ -126,7 +126,7 @@ def check_lora_targets(model: Any, targets: list[str]) -> None:
 
 
 def lora_config(args: ProvexArguments) -> Any:
-    """The PEFT ``LoraConfig`` for the run (``None`` when ``use_lora`` is off)."""
+    """Build the PEFT ``LoraConfig`` for the run (``None`` when ``use_lora`` is off)."""
     if not args.use_lora:
         return None
     from peft import LoraConfig

@@ -67,7 +67,7 @@ class ProvexArguments:
         default="gsm8k-prolog",
         metadata={
             "help": "Training problems: a hub id, a local JSON/JSONL/Parquet file or "
-            "dataset directory, or a name provex.prolog.data knows."
+            "dataset directory, or gsm8k-prolog (the reference split from the hub)."
         },
     )
     dataset_split: str = field(
@@ -94,8 +94,9 @@ class ProvexArguments:
     reward_funcs: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Explicit reward functions: names from provex.prolog.rewards or "
-            "module:function paths. Weights go in reward_weights."
+            "help": "Explicit reward functions: xmlcount, soft_format, "
+            "strict_format, syntax, correctness, semantic, structure, progressive, "
+            "or module:function paths. Weights go in reward_weights."
         },
     )
     use_lora: bool = field(
@@ -157,7 +158,21 @@ def presets_dir() -> Path:
 
 def list_presets() -> dict[str, Path]:
     """Return ``{name: path}`` of the shipped training presets."""
-    return {path.stem: path for path in sorted(presets_dir().glob("*.yaml"))}
+    return {
+        path.stem: path
+        for path in sorted(presets_dir().glob("*.yaml"))
+        if not path.stem.startswith("accelerate-")
+    }
+
+
+def accelerate_config(name: str) -> Path:
+    """Path of a shipped ``accelerate launch`` config: zero2, zero3 or fsdp2."""
+    path = presets_dir() / f"accelerate-{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no accelerate config {name!r}; shipped: zero2, zero3, fsdp2"
+        )
+    return path
 
 
 def resolve_config(name_or_path: str) -> Path:
@@ -278,7 +293,7 @@ def parse_train_args(
     given = set(config) | set(flag_keys)
     if not given & {"use_cpu", "bf16", "fp16"} and not _cuda_available():
         # TRL turns bf16 on by default, which needs a GPU; on a CPU-only machine
-        # train on the CPU in float32 unless told otherwise.
+        # train on the CPU in float32 unless the config sets one of these keys.
         config.update(use_cpu=True, bf16=False)
     parser = TrlParser([ProvexArguments, _trl_config_class(mode)])
     env = config.pop("env", None)

@@ -29,16 +29,16 @@ GOLD_COLUMN = "numerical_result"
 
 
 class TrainingDataError(ValueError):
-    """The training data cannot be used; the message says which rows and why."""
+    """Invalid training data; the message names the rows and the reason."""
 
 
 def load_rows(source: str, split: str = "train") -> Any:
     """Load a ``datasets.Dataset`` from a local file or folder, a name or the hub.
 
     Local ``.jsonl``/``.json``/``.parquet``/``.csv`` files and directories written
-    by ``save_to_disk`` are read directly. Other names go to
-    ``provex.prolog.data.load_split`` when that module knows them, then to
-    ``datasets.load_dataset``.
+    by ``save_to_disk`` are read directly; other names go to
+    ``datasets.load_dataset``. ``gsm8k-prolog`` names the GSM8K-Prolog training
+    set on the hub, cut to the reference split ``split``.
     """
     import datasets
 
@@ -66,7 +66,14 @@ def load_rows(source: str, split: str = "train") -> Any:
             return datasets.load_dataset(
                 "json", data_files=[str(f) for f in files], split="train"
             )
-    loaded = _load_with_provex_data(source, split)
+    try:
+        loaded = _load_with_provex_data(source, split)
+    except Exception as err:
+        raise TrainingDataError(
+            f"could not load {source!r} (split {split!r}): {err}. Without hub "
+            "access, build verified programs locally with `provex prolog build-data` "
+            "and pass the JSONL file as the dataset."
+        ) from err
     if loaded is not None:
         return loaded
     try:
@@ -79,19 +86,26 @@ def load_rows(source: str, split: str = "train") -> Any:
         ) from err
 
 
+GSM8K_PROLOG_NAMES = ("gsm8k-prolog", "Thomas-X-Yang/gsm8k-prolog")
+
+
 def _load_with_provex_data(source: str, split: str) -> Any | None:
-    try:
-        from provex.prolog import data
-    except ImportError:
+    """GSM8K-Prolog by name: the hub training split, cut to the reference split.
+
+    ``split`` is ``train`` (1,750 rows), ``validation`` (375), ``test`` (375) of
+    the seeded 2,500-row reference subset, or ``full`` for all 7,473 rows. The gold
+    numbers come from running every reference program.
+    """
+    if source not in GSM8K_PROLOG_NAMES:
         return None
-    loader = getattr(data, "load_split", None) or getattr(data, "load_training", None)
-    if loader is None:
-        return None
-    try:
-        return loader(source, split)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        logger.debug("provex.prolog.data could not load %s: %s", source, err)
-        return None
+    import datasets
+
+    from provex.prolog.data import load_gsm8k_prolog, select_split
+
+    rows = load_gsm8k_prolog(GSM8K_PROLOG_NAMES[1], "train", execute=True)
+    if split != "full":
+        rows = select_split(rows, split)
+    return datasets.Dataset.from_list(rows)
 
 
 def _first_column(columns: list[str], candidates: tuple[str, ...]) -> str | None:
