@@ -312,6 +312,9 @@ class TransformersGenerator(Generator):
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
+            # NOTE: transformers matches stop strings against the end of prompt plus
+            # output, so a prompt ending in the start of a stop string (say "</ans")
+            # can stop a row early; the text is then returned without the stop.
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         started = time.perf_counter()
         with torch.inference_mode():
@@ -352,6 +355,8 @@ class VLLMGenerator(Generator):
     """
 
     name = "vllm"
+    # NOTE: the test suite does not run this backend (it needs a GPU and vllm); the
+    # calls follow the documented ``vllm.LLM.generate`` API.
 
     def __init__(
         self,
