@@ -306,3 +306,21 @@ def test_stale_partial_removed(tmp_path):
         (tmp / "config.json").write_text("{}")
     assert not stale.exists()
     assert (tmp_path / "out" / "config.json").exists()
+
+
+def test_get_row_range(tiny, tmp_path):
+    _, paths = tiny
+    convert_layout(paths[0], tmp_path / "fused", "fused")
+    key = expert_key(1, 1, "up_proj.weight")
+    with FlexCheckpoint(paths[0]) as plain, FlexCheckpoint(tmp_path / "fused") as fused:
+        assert torch.equal(plain.get(key, (2, 5)), plain.get(key)[2:5])
+        assert torch.equal(fused.get(key, (2, 5)), plain.get(key)[2:5])
+
+
+def test_row_chunks_cover_tensor(tiny):
+    _, paths = tiny
+    with FlexCheckpoint(paths[0]) as ckpt:
+        key = "model.embed_tokens.weight"
+        chunks = list(ckpt.iter_row_chunks(key, max_bytes=1000))
+        assert len(chunks) == 19  # 128 rows of 128 bytes, 7 rows per 1000-byte chunk
+        assert torch.equal(torch.cat(chunks), ckpt.get(key))

@@ -143,6 +143,21 @@ def test_sweep_top_k_too_large_fails(build, tmp_path):
         plan_sweep(config)
 
 
+def test_sweep_unknown_task_fails(build, tmp_path):
+    config = _sweep_config(build, tmp_path / "sweep")
+    config.exclude_tasks = ["hellaswag"]
+    with pytest.raises(ValueError, match="unknown task"):
+        plan_sweep(config)
+
+
+def test_sweep_nx_ranks_in_grid(build, tmp_path):
+    config = _sweep_config(build, tmp_path / "sweep")
+    config.uniform = True
+    config.nx_ranks = [2]
+    ids = [c.id for c in plan_sweep(config).cells]
+    assert ids[-3:] == ["Nx-r2-a2", "Nx-full-a2", "Nx-best-a2"]
+
+
 def test_sweep_lists_cells(build, tmp_path):
     plan = plan_sweep(_sweep_config(build, tmp_path / "sweep"))
     assert [c.id for c in plan.cells] == [

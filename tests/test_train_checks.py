@@ -147,3 +147,25 @@ def test_prompt_limit_left_cut(tiny_dir, good_data):
     cut = limit_prompt_length(rows, tokenizer, 12, "left")
     ids = tokenizer(cut[0]["prompt"], add_special_tokens=False)["input_ids"]
     assert len(ids) <= 12
+
+
+def test_cli_reports_error(tiny_dir, good_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from provex.commands import app
+
+    argv = ["prolog", "train", "--config", "tiny-grpo", "--model", str(tiny_dir)]
+    argv += ["--dataset", str(good_data), "--output_dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, [*argv, "--lora_target_modules", "nope_proj"])
+    assert result.exit_code == 2
+
+
+def test_cli_error_names_target(tiny_dir, good_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from provex.commands import app
+
+    argv = ["prolog", "train", "--config", "tiny-grpo", "--model", str(tiny_dir)]
+    argv += ["--dataset", str(good_data), "--output_dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, [*argv, "--lora_target_modules", "nope_proj"])
+    assert "nope_proj" in result.output

@@ -200,22 +200,31 @@ class FlexCheckpoint:
         """Torch dtype of a logical tensor without reading it."""
         return _torch_dtype(self._dtypes[self._lookup(key)[0]])
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """Read one logical tensor (for a fused layout, one expert's slice).
 
         The tensor is read into fresh memory, so it does not alias the file and may be
-        changed in place."""
+        changed in place.
+
+        Args:
+            key: logical tensor name.
+            rows: optional ``(start, stop)`` range of the first dimension to read.
+        """
         import torch
 
         stored, index, shape = self._lookup(key)
         dtype = _torch_dtype(self._dtypes[stored])
         element = torch.empty((), dtype=dtype).element_size()
+        row_bytes = math.prod(shape[1:]) * element
         start = self._offsets[stored]
         if index is not None:
             # One expert's rows of a [E, rows, cols] tensor are contiguous on disk.
             expert, (first, _) = index
-            full_rows, cols = self._shapes[stored][1:]
-            start += (expert * full_rows + first) * cols * element
+            full_rows = self._shapes[stored][1]
+            start += (expert * full_rows + first) * row_bytes
+        if rows is not None:
+            start += rows[0] * row_bytes
+            shape = [rows[1] - rows[0], *shape[1:]]
         tensor = torch.empty(shape, dtype=dtype)
         buffer = tensor.reshape(-1).view(torch.uint8).numpy()
         with open(self.path / self._weight_map[stored], "rb") as handle:
@@ -225,10 +234,24 @@ class FlexCheckpoint:
             raise CheckpointError(
                 f"failed to read tensor {stored!r} from "
                 f"{self.path / self._weight_map[stored]}: got {count} of "
-                f"{buffer.nbytes} "
-                "bytes. The shard is truncated; download or convert it again."
+                f"{buffer.nbytes} bytes. The shard is truncated; download or convert "
+                "it again."
             )
         return tensor
+
+    def iter_row_chunks(
+        self, key: str, max_bytes: int = 64 * 2**20
+    ) -> Iterator[torch.Tensor]:
+        """Read a tensor in blocks of whole rows of at most ``max_bytes`` (at least one
+        row), so comparing two large tensors needs little memory."""
+        shape = self.shape(key)
+        if len(shape) < 2:
+            yield self.get(key)
+            return
+        row_bytes = max(1, self.get(key, (0, 1)).nbytes)
+        step = max(1, max_bytes // row_bytes)
+        for first in range(0, shape[0], step):
+            yield self.get(key, (first, min(first + step, shape[0])))
 
     def expert(self, layer: int, expert: int) -> dict[str, torch.Tensor]:
         """Read one dense expert: ``{"gate_proj": [I, H], "up_proj": [I, H],
@@ -834,21 +857,28 @@ def _check_identical_shared(ckpts: Sequence[FlexCheckpoint], progress: bool) -> 
         for key in tqdm(
             keys, desc=f"checking {ckpt.path.name}", disable=not progress, unit="tensor"
         ):
-            a, b = first.get(key), ckpt.get(key)
             if is_router_key(key):
-                a, b = a[0], b[0]
                 part = "router row 0 (the public expert's row)"
-            elif parse_expert_key(key) is not None:
-                part = "the public expert"
+                same = torch.equal(first.get(key, (0, 1)), ckpt.get(key, (0, 1)))
             else:
-                part = "a shared weight"
-            if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+                is_expert = parse_expert_key(key) is not None
+                part = "the public expert" if is_expert else "a shared weight"
+                same = _same_tensor(first, ckpt, key)
+            if not same:
                 raise CheckpointError(
                     f"{ckpt.path} and {first.path} differ in {part} {key!r}; all "
-                    "inputs must "
-                    "be trained from the same public model with the public expert "
-                    "frozen"
+                    "inputs must be trained from the same public model with the "
+                    "public expert frozen"
                 )
+
+
+def _same_tensor(a: FlexCheckpoint, b: FlexCheckpoint, key: str) -> bool:
+    import torch
+
+    if a.shape(key) != b.shape(key) or a.dtype(key) != b.dtype(key):
+        return False
+    chunks = zip(a.iter_row_chunks(key), b.iter_row_chunks(key), strict=True)
+    return all(torch.equal(x, y) for x, y in chunks)
 
 
 def _merged_plan(

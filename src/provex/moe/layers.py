@@ -119,9 +119,9 @@ class FlexMoreExperts(nn.ModuleList):
         output = torch.zeros_like(hidden_states)
         num_experts = len(self)
         with torch.no_grad():
-            routed = F.one_hot(top_k_index, num_classes=num_experts).permute(
-                2, 1, 0
-            )  # [E, k, T]
+            # routed[e, slot, t] is 1 when token t chose expert e in that slot.
+            routed = F.one_hot(top_k_index, num_classes=num_experts)  # [T, k, E]
+            routed = routed.permute(2, 1, 0)  # [E, k, T]
             hit = routed.sum(dim=(1, 2)).nonzero().flatten().tolist()
         groups: dict[int, tuple[int, list[int]]] = {}
         for index in hit:
@@ -142,15 +142,15 @@ class FlexMoreExperts(nn.ModuleList):
         output: torch.Tensor,
     ) -> None:
         base = self[base_index]
-        positions = {
-            index: torch.where(routed[index]) for index in members
-        }  # (slot, token)
+        # For each member: (slot, token) index tensors of the tokens routed to it.
+        positions = {index: torch.where(routed[index]) for index in members}
         if len(members) == 1:
             tokens = positions[members[0]][1]
         else:
             tokens = torch.cat([token for _, token in positions.values()]).unique()
         shared_x = hidden_states[tokens]
-        gate_all = base.gate_proj(shared_x)  # [U, I], computed once for the whole group
+        # [U, I] base products of the U distinct tokens, shared by all members.
+        gate_all = base.gate_proj(shared_x)
         up_all = base.up_proj(shared_x)
         row_of = torch.full(
             (hidden_states.shape[0],), -1, dtype=torch.long, device=tokens.device

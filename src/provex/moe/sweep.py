@@ -57,9 +57,11 @@ class SweepConfig:
     include_full: bool = True
     top_k: list[int | str] = field(default_factory=lambda: [2, 4, "N"])
     uniform: bool = True  # N-expert cells with one rank for every expert
+    nx_ranks: list[int] | None = None  # uniform ranks of N-expert cells; default ranks
     best: bool = True  # N-expert cells with per-expert best ranks
     best_by: str = "score"  # score: mean task accuracy; loss: own-domain held-out loss
     tasks: list[str] | None = None  # task names; default all written by the build
+    exclude_tasks: list[str] = field(default_factory=list)  # left out of ``tasks``
     task_limit: int | None = 100  # items per task
     batch_size: int = 32  # sequences per forward pass
     eval_chunks: int | None = None  # held-out sequences per domain; default the build's
@@ -156,6 +158,13 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
             f"{build.model.intermediate_size}x{build.model.hidden_size}, so ranks "
             f"must be integers in 1..{max_allowed}"
         )
+    nx_ranks = sorted(config.nx_ranks) if config.nx_ranks is not None else ranks
+    bad = [r for r in nx_ranks if not isinstance(r, int) or r < 1 or r > max_allowed]
+    if bad:
+        raise ValueError(
+            f"nx_ranks {bad} are out of range; ranks must be integers in "
+            f"1..{max_allowed}"
+        )
     if config.best_by not in ("score", "loss"):
         raise ValueError(f"invalid best_by {config.best_by!r}; use 'score' or 'loss'")
     if config.method not in ("exact", "randomized", "auto"):
@@ -179,7 +188,8 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
             f"build at {root} is unfinished (experts missing: {missing}); rerun "
             "'provex moe build' to resume it"
         )
-    cells = _grid(experts, ranks, config, top_ks)
+    _check_tasks(root, config)
+    cells = _grid(experts, ranks, nx_ranks, config, top_ks)
     output = Path(config.output) if config.output else root / "sweep"
     return SweepPlan(config, build, root, output, experts, ranks, cells)
 
@@ -188,7 +198,34 @@ def _powers_of_two(top: int) -> list[int]:
     return [2**i for i in range(int(math.log2(top)) + 1)]
 
 
-def _grid(experts: list[str], ranks: list[int], config: SweepConfig, top_ks: list[int]):
+def _check_tasks(root: Path, config: SweepConfig) -> None:
+    from provex.moe.evaluation import task_categories
+
+    available = task_categories(root / "tasks")
+    named = [*(config.tasks or []), *config.exclude_tasks]
+    unknown = [t for t in named if t not in available]
+    if unknown:
+        raise ValueError(
+            f"unknown task(s) {unknown} in the sweep config; the build wrote "
+            f"{sorted(available)}"
+        )
+
+
+def selected_tasks(root: Path, config: SweepConfig) -> list[str]:
+    """Return the task names a sweep evaluates: ``tasks`` (or all) minus excluded."""
+    from provex.moe.evaluation import task_categories
+
+    names = config.tasks or list(task_categories(root / "tasks"))
+    return [n for n in names if n not in config.exclude_tasks]
+
+
+def _grid(
+    experts: list[str],
+    ranks: list[int],
+    nx_ranks: list[int],
+    config: SweepConfig,
+    top_ks: list[int],
+) -> list[Cell]:
     cells = [Cell("public", "public", (), None, 1)]
     settings: list[int | str] = [*ranks, "full"] if config.include_full else list(ranks)
     for expert in experts:
@@ -198,8 +235,8 @@ def _grid(experts: list[str], ranks: list[int], config: SweepConfig, top_ks: lis
     group = tuple(experts)
     nx_settings: list[int | str] = []
     if config.uniform:
-        nx_settings.extend(settings)
-    elif config.include_full:
+        nx_settings.extend(nx_ranks)
+    if config.include_full:
         nx_settings.append("full")
     if config.best:
         nx_settings.append("best")
@@ -362,7 +399,7 @@ def run_cell(plan: SweepPlan, cell_id: str) -> dict[str, Any]:
         model,
         tokenizer,
         plan.root / "tasks",
-        plan.config.tasks,
+        selected_tasks(plan.root, plan.config),
         plan.config.task_limit,
         plan.config.batch_size,
         max_length=plan.build.model.seq_len,
@@ -396,8 +433,9 @@ def run_sweep(
 ) -> list[str]:
     """Run every unfinished cell, ``jobs`` at a time in worker processes.
 
-    Cells whose id is already in the results file are skipped. ``Nx-best-*`` cells wait
-    until all 2-expert cells have finished, because their ranks come from those.
+    Cells whose id is already in the results file are skipped. The cells run in three
+    phases: public and 2-expert cells, then ``Nx-full-*`` and ``Nx-best-*`` (best ranks
+    come from the finished 2-expert cells), then the uniform-rank N-expert cells.
 
     Args:
         plan: the validated sweep.
@@ -419,9 +457,12 @@ def run_sweep(
     todo = [
         c for c in plan.cells if c.id not in done and (only is None or c.id in only)
     ]
+    # The 2-expert cells come first because best ranks need them. The full and best
+    # N-expert cells come next because they are the main comparison.
     phases = [
-        [c for c in todo if c.rank != "best"],
-        [c for c in todo if c.rank == "best"],
+        [c for c in todo if c.kind != "Nx"],
+        [c for c in todo if c.kind == "Nx" and c.rank in ("full", "best")],
+        [c for c in todo if c.kind == "Nx" and c.rank not in ("full", "best")],
     ]
     ran: list[str] = []
     bar = tqdm(total=len(todo), desc="cells", unit="cell")

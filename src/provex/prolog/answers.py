@@ -8,15 +8,19 @@ API summary:
   complete block.
 - ``completion_text(completion) -> str``: the assistant text of a plain or
   conversational (``[{"role": "assistant", "content": ...}]``) completion.
-- ``parse_number(text) -> float | None``: a finite float from an output line such as
+- ``parse_number(text) -> float | None``: a finite float from text such as
   ``"13000"``, ``"1,234"`` or ``"42."``; ``None`` for ``"15r2"``, ``"_123"`` or words.
+- ``reference_line(result)`` and ``read_output_line(line)``: the last line that the
+  reference executor (``swipl -g "solve(X), writeln(X), halt"``) would print for a
+  pooled result, and how that line is read (``float()``, as the reference does).
 - ``parse_exact(text) -> Fraction | None`` and ``format_number(value) -> str``: exact
   gold values (``"1,234"`` and ``"0.25"`` become fractions; fractions print as
   ``"1234"``, ``"0.25"`` or ``"1/3"``).
 - ``ErrorClass``: ``no_code``, ``syntax_error``, ``undefined_predicate``, ``unbound``,
   ``rational``, ``non_numeric``, ``timeout``, ``wrong``, ``correct``.
 - ``classify_result(result, gold) -> (ErrorClass, value)``: the class of one
-  executed program against a gold value (tolerance 1e-6).
+  executed program against a gold value (tolerance 1e-6), with the reference
+  executor's reading of the output.
 - ``check(texts, golds, pool=None) -> list[Verdict]``: extracts, executes (one
   concurrent batch through the Prolog pool) and analyses every program, returning
   value, status, error class and structure counts per item.
@@ -78,8 +82,10 @@ class Verdict:
 
     ``value`` is the numeric answer (``None`` unless the error class is ``wrong`` or
     ``correct``); ``status`` is the engine status (``"no_code"`` when nothing was
-    run); ``predicates`` and ``constraints`` are the structure counts (0 when the
-    program was not analysed or could not be read).
+    run); ``text`` is the answer variable as ``write/1`` prints it; ``line`` is the
+    last output line the reference executor would print (``None`` when the query
+    did not succeed); ``predicates`` and ``constraints`` are the structure counts
+    (0 when the program was not analysed or could not be read).
     """
 
     code: str | None
@@ -90,6 +96,7 @@ class Verdict:
     predicates: int = 0
     constraints: int = 0
     elapsed: float = 0.0
+    line: str | None = None
 
     @property
     def correct(self) -> bool:
@@ -112,6 +119,7 @@ class Verdict:
             "status": self.status,
             "error_class": str(self.error_class),
             "text": self.text,
+            "line": self.line,
             "predicates": self.predicates,
             "constraints": self.constraints,
             "structure_valid": self.structure_valid,
@@ -195,11 +203,12 @@ def _content_text(content: Any) -> str:
 
 
 def parse_number(text: str | None) -> float | None:
-    """Parse an output line as a finite float, the way the answer checker reads it.
+    """Parse a number written in text, such as a gold answer, as a finite float.
 
     Strips whitespace and one trailing ``.``, removes thousands separators, and
     returns ``None`` when ``float()`` rejects the rest (``"15r2"``, ``"_G123"``,
-    ``"abc"``) or the value is not finite.
+    ``"abc"``) or the value is not finite. Program output is read more strictly,
+    by ``read_output_line``.
 
     Example:
         >>> parse_number("1,234."), parse_number("15r2")
@@ -347,6 +356,78 @@ _STATUS_CLASSES = {
     "inference_limit": ErrorClass.TIMEOUT,
     "resource_error": ErrorClass.TIMEOUT,
 }
+_RATIONAL_RE = re.compile(r"-?\d+r\d+")
+
+
+def reference_line(result: Any, variable: str = DEFAULT_VARIABLE) -> str | None:
+    """Return the last output line the reference executor would print for a result.
+
+    The reference runs ``swipl -g "solve(X), writeln(X), halt"`` and keeps the last
+    line of standard output, so whatever the program printed before joins the
+    line when it lacks a final newline (``format("ans ~w", [X])`` makes
+    ``"ans 55"``), and a value that contains newlines is cut to its last line.
+
+    Args:
+        result: a ``PrologResult`` of a pooled run.
+        variable: the query variable that the reference prints.
+
+    Returns:
+        The stripped line, or ``None`` when the query did not succeed, the
+        variable is not in the query, or the output is blank.
+
+    Example:
+        >>> reference_line(PrologResult("ok", texts={"X": "5"}, output="ans "))
+        'ans 5'
+    """
+    if result is None:
+        return None
+    query_status = getattr(result, "query_status", None) or result.status
+    if query_status != "ok":
+        return None
+    text = (getattr(result, "texts", None) or {}).get(variable)
+    bindings = getattr(result, "bindings", None) or {}
+    if text is None and variable in bindings:
+        text = _write_text(bindings[variable])
+    if text is None:
+        return None
+    stdout = f"{getattr(result, 'output', '') or ''}{text}\n"
+    lines = stdout.strip().splitlines()
+    return lines[-1].strip() if lines else None
+
+
+def _write_text(value: Any) -> str:
+    # For results built by hand without texts: the binding as write/1 prints it.
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            return str(value.numerator)
+        return f"{value.numerator}r{value.denominator}"
+    return str(value)
+
+
+def read_output_line(line: str | None) -> tuple[ErrorClass | None, float | None]:
+    """Read an output line as the reference executor does: ``float(line)``.
+
+    Returns ``(None, number)`` when Python's ``float()`` accepts the line, which
+    includes ``"42."``, ``"1e3"``, ``"1_000"``, ``"nan"`` and ``"inf"``. Otherwise
+    the error class: ``unbound`` for a line starting with ``_`` (an unbound
+    variable such as ``_123``), ``rational`` for ``15r2``, ``non_numeric`` for the
+    rest (``"1,234"``, ``"1.0Inf"``, ``"- 5"``, words).
+
+    Example:
+        >>> read_output_line("15r2")
+        (<ErrorClass.RATIONAL: 'rational'>, None)
+    """
+    if line is None:
+        return ErrorClass.UNBOUND, None
+    if line.startswith("_"):
+        return ErrorClass.UNBOUND, None
+    try:
+        return None, float(line)
+    except ValueError:
+        pass
+    if _RATIONAL_RE.fullmatch(line):
+        return ErrorClass.RATIONAL, None
+    return ErrorClass.NON_NUMERIC, None
 
 
 def classify_result(
@@ -358,6 +439,11 @@ def classify_result(
 ) -> tuple[ErrorClass, float | None]:
     """Return the error class and numeric value of one executed program.
 
+    The value is read from ``reference_line(result)`` with ``float()``, so a
+    program gets the class that the reference executor's output would give it.
+    A program whose load reported a syntax error or a directive error still gets
+    its query's value, because plain ``swipl`` loads the rest of the file.
+
     Args:
         result: the engine result, or ``None`` when no code was extracted.
         gold: the gold answer (string, number, or ``None`` when unknown).
@@ -366,26 +452,27 @@ def classify_result(
 
     Returns:
         ``(error_class, value)``. ``value`` is set for ``correct`` and ``wrong``.
-        Status mapping: ``timeout``, ``inference_limit`` and ``resource_error`` are
-        ``timeout``; ``syntax_error`` and ``undefined_predicate`` keep their names;
-        an ``error`` caused by an instantiation error is ``unbound``; ``fail``,
-        ``unsafe``, ``crashed`` and other errors are ``non_numeric``. A number with
-        an unknown gold is ``wrong``.
+        When the query did not succeed: ``timeout``, ``inference_limit`` and
+        ``resource_error`` are ``timeout``; ``syntax_error`` and
+        ``undefined_predicate`` keep their names; an ``error`` caused by an
+        instantiation error is ``unbound``; ``fail``, ``unsafe``, ``crashed`` and
+        other errors are ``non_numeric``. When it succeeded, the output line
+        decides (see ``read_output_line``). A number with an unknown gold is
+        ``wrong``.
     """
     if result is None:
         return ErrorClass.NO_CODE, None
     status = str(result.status)
-    if status in _STATUS_CLASSES:
-        return _STATUS_CLASSES[status], None
-    if status != "ok":
+    query_status = str(getattr(result, "query_status", None) or status)
+    if query_status != "ok":
+        for name in (status, query_status):
+            if name in _STATUS_CLASSES:
+                return _STATUS_CLASSES[name], None
         error = f"{getattr(result, 'error', '') or ''}"
-        if status == "error" and "instantiation" in error:
+        if "error" in (status, query_status) and "instantiation" in error:
             return ErrorClass.UNBOUND, None
         return ErrorClass.NON_NUMERIC, None
-    bindings = getattr(result, "bindings", {}) or {}
-    if variable not in bindings:
-        return ErrorClass.UNBOUND, None
-    error_class, value = numeric_binding(bindings[variable])
+    error_class, value = read_output_line(reference_line(result, variable))
     if error_class is not None:
         return error_class, None
     target = gold_value(gold)
@@ -464,6 +551,7 @@ def check(
                 status=str(result.status) if result is not None else "no_code",
                 error_class=error_class,
                 text=texts_map.get(variable),
+                line=reference_line(result, variable),
                 predicates=getattr(structure, "predicates", 0) or 0,
                 constraints=getattr(structure, "constraints", 0) or 0,
                 elapsed=float(getattr(result, "elapsed", 0.0) or 0.0),

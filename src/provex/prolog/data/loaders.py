@@ -17,8 +17,9 @@ from provex.prolog.answers import (
     ErrorClass,
     classify_result,
     format_number,
-    numeric_binding,
     parse_gsm8k_answer,
+    read_output_line,
+    reference_line,
 )
 from provex.prolog.prompts import INSTRUCTION, build_messages
 
@@ -303,27 +304,21 @@ def load_gsm8k_prolog(
 def execute_gold(
     programs: Sequence[str], *, pool: PrologPool | None = None, progress: bool = False
 ) -> list[str | None]:
-    """Run reference programs and return each value as text (``None`` if no number).
+    """Run reference programs and return each value as the reference executor prints it.
 
-    Integers print as ``"13000"``; other values keep SWI-Prolog's ``write/1`` text
-    (``"33.333333333333336"``, ``"15r2"``).
+    The text is the last output line of ``solve(X), writeln(X)``: ``"13000"``,
+    ``"33.333333333333336"`` or a rational such as ``"15r2"``. ``None`` when the
+    program fails, raises, or prints something that is neither a number nor a
+    rational.
     """
     from provex.prolog.engine import shared_pool
 
     results = (pool or shared_pool()).run_many(list(programs), progress=progress)
     values: list[str | None] = []
     for result in results:
-        if result.status != "ok" or "X" not in result.bindings:
-            values.append(None)
-            continue
-        binding = result.bindings["X"]
-        error_class, number = numeric_binding(binding)
-        if error_class is None and float(number).is_integer():
-            values.append(str(int(number)))
-        elif error_class in (None, ErrorClass.RATIONAL):
-            values.append(result.texts.get("X") or str(binding))
-        else:
-            values.append(None)
+        line = reference_line(result)
+        error_class, _ = read_output_line(line)
+        values.append(line if error_class in (None, ErrorClass.RATIONAL) else None)
     return values
 
 
@@ -384,7 +379,7 @@ def check_gold(
         if error_class is ErrorClass.CORRECT:
             report.agree += 1
             continue
-        text = result.texts.get("X") if result.status == "ok" else None
+        text = reference_line(result)
         report.mismatches.append(
             GoldMismatch(index=index, prolog=text, gsm8k=gold, status=result.status)
         )

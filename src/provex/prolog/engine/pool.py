@@ -70,15 +70,19 @@ class PrologResult:
             (``int``, ``float``, ``Fraction``, ``str``, ``list``, or the classes
             of ``provex.prolog.engine.terms``). Empty unless ``status == "ok"``.
         texts: each binding as ``write/1`` prints it, e.g. ``"15r2"``.
-        output: what the query wrote to standard output.
+        output: what the program wrote to standard output: first its
+            directives and ``initialization/1`` goals while loading, then the
+            query.
         messages: warnings and errors printed while loading the program.
         elapsed: wall-clock seconds from sending the request to the reply.
         error: a description of the error, or ``None``.
         query_status: the status the query itself reached. It differs from
-            ``status`` only for ``syntax_error``: SWI-Prolog skips clauses it
-            cannot parse and loads the rest, so the query still runs, and its
-            bindings and texts are filled in when it succeeds. This matches what
-            a plain ``swipl`` run of the file prints.
+            ``status`` only when loading reported ``syntax_error``, ``error``
+            (a directive raised an exception) or ``undefined_predicate`` (a
+            directive called an undefined predicate). SWI-Prolog prints those
+            and loads the rest of the file, so the query still runs, and its
+            bindings and texts are filled in when it succeeds. This matches
+            what a plain ``swipl`` run of the file prints.
     """
 
     status: str

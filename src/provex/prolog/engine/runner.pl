@@ -167,7 +167,7 @@ run(M, Program, QueryText, Limits, Reply) :-
 
 run_loaded(M, Program, QueryText, Limits, Reply) :-
     aggregate_all(count, current_module(_), Modules0),
-    load_program(M, Program, Limits, LoadError),
+    load_program(M, Program, Limits, LoadOutput, LoadError),
     aggregate_all(count, current_module(_), Modules1),
     findall(K-T-S, collected(K, T, S), Collected),
     retractall(collected(_, _, _)),
@@ -179,19 +179,40 @@ run_loaded(M, Program, QueryText, Limits, Reply) :-
     (   Status == "ok"
     ->  query(M, QueryText, Limits, Reply0),
         put_dict(messages, Reply0, Messages, Reply1)
-    ;   Status == "syntax_error"
-    % SWI-Prolog skips a clause it cannot parse and loads the rest, so the
-    % query still runs; its own outcome is kept in query_status.
+    ;   query_after_load_error(Status)
     ->  query(M, QueryText, Limits, Reply0),
         put_dict(_{status:Status, error:Error, messages:Messages,
                    query_status:Reply0.status},
                  Reply0, Reply1)
     ;   Reply1 = _{status:Status, error:Error, messages:Messages}
     ),
+    prepend_output(LoadOutput, Reply1, Reply2),
     (   recycle(LoadError, Collected, Modules0, Modules1)
-    ->  put_dict(recycle, Reply1, true, Reply)
-    ;   Reply = Reply1
+    ->  put_dict(recycle, Reply2, true, Reply)
+    ;   Reply = Reply2
     ).
+
+%!  query_after_load_error(+Status) is semidet.
+%
+%   True for the load errors after which plain swipl still runs its goal:
+%   SWI-Prolog prints a clause it cannot parse, or a directive that raised
+%   an error or called an undefined predicate, and loads the rest of the
+%   file.  The query's own outcome is then kept in query_status.  After a
+%   sandbox violation or a limit the query is not run.
+query_after_load_error("syntax_error").
+query_after_load_error("error").
+query_after_load_error("undefined_predicate").
+
+%!  prepend_output(+LoadOutput, +Reply0, -Reply) is det.
+%
+%   Put what directives and initialization/1 goals wrote while loading
+%   before the query's output, in the order plain swipl prints them.
+prepend_output("", Reply, Reply) :- !.
+prepend_output(LoadOutput, Reply0, Reply) :-
+    (   get_dict(output, Reply0, QueryOutput) -> true ; QueryOutput = "" ),
+    string_concat(LoadOutput, QueryOutput, Output0),
+    cap_text(Output0, Output),
+    put_dict(output, Reply0, Output, Reply).
 
 %!  recycle(?LoadError, +Collected, +Modules0, +Modules1) is semidet.
 %
@@ -224,24 +245,28 @@ query(M, QueryText, Limits, Reply) :-
         )
     ).
 
-%!  load_program(+Module, +Program, +Limits, -Error) is det.
+%!  load_program(+Module, +Program, +Limits, -Output, -Error) is det.
 %
 %   Load under the query's limits too, because directives and
-%   initialization/1 goals run while loading.
-load_program(M, Program, limits(Time, Inferences), Error) :-
+%   initialization/1 goals run while loading.  Output is what they wrote
+%   to standard output, capped like the query's output.
+load_program(M, Program, limits(Time, Inferences), Output, Error) :-
     assertz(collecting),
     get_time(Start),
     statistics(inferences, Inferences0),
-    catch(call_with_time_limit(
-              Time,
-              call_with_inference_limit(
-                  setup_call_cleanup(
-                      open_string(Program, S),
-                      load_files(M:M, [stream(S), module(M), sandboxed(true),
-                                       silent(true)]),
-                      close(S)),
-                  Inferences, Det)),
-          Error, true),
+    with_output_to(
+        string(Output0),
+        catch(call_with_time_limit(
+                  Time,
+                  call_with_inference_limit(
+                      setup_call_cleanup(
+                          open_string(Program, S),
+                          load_files(M:M, [stream(S), module(M), sandboxed(true),
+                                           silent(true)]),
+                          close(S)),
+                      Inferences, Det)),
+              Error, true)),
+    cap_text(Output0, Output),
     get_time(End),
     statistics(inferences, Inferences1),
     retractall(collecting),
