@@ -36,9 +36,9 @@ from provex.moe.lowrank import DecompositionCache, decompose
 def synthetic_delta(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
     """``[rows, cols]`` Gaussian factors scaled by ``(1 + i)^-0.6``.
 
-    The singular vectors are not orthogonalised (a QR of an 11008 x 4096 matrix costs
-    as much as the SVD being measured), so the singular values only approximately
-    follow the power law; both methods see the same matrix.
+    The singular vectors are not orthogonalised, because a QR of an 11008 x 4096
+    matrix costs as much as the SVD being measured. The singular values therefore only
+    approximately follow the power law, and every method sees the same matrix.
     """
     generator = torch.Generator().manual_seed(seed)
     k = min(rows, cols)

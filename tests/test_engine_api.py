@@ -445,3 +445,35 @@ def test_failed_library_load_replaces_worker():
     assert result.status == "unsafe"
     assert restarts == 1
     assert after.value() == 3
+
+
+def test_directive_error_query_still_runs(pool):
+    result = pool.run(":- X is foo + 1.\nsolve(7).\n")
+    assert result.status == "error"
+    assert result.query_status == "ok"
+    assert result.value() == 7
+
+
+def test_directive_undefined_query_still_runs(pool):
+    result = pool.run(":- missing_goal.\nsolve(7).\n")
+    assert result.status == "undefined_predicate"
+    assert result.query_status == "ok"
+    assert result.value() == 7
+
+
+def test_unsafe_directive_query_not_run(pool):
+    result = pool.run(":- shell(ls).\nsolve(7).\n")
+    assert result.status == "unsafe"
+    assert result.query_status == "unsafe"
+    assert result.bindings == {}
+
+
+def test_load_output_before_query_output(pool):
+    program = (
+        ":- format('a~n').\n:- initialization(write(b)).\nsolve(X) :- write(c), X = 1."
+    )
+    assert pool.run(program).output == "a\nbc"
+
+
+def test_directive_error_reference_agrees():
+    assert run_reference(":- X is foo + 1.\nsolve(7).\n") == "7"

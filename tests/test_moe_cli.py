@@ -134,3 +134,47 @@ def test_opt_out_command(tiny, tmp_path):
         "public",
         "math",
     ]
+
+
+def test_convert_layout_command(tiny, tmp_path):
+    _, paths = tiny
+    args = [
+        "moe",
+        "convert-layout",
+        str(paths[0]),
+        str(tmp_path / "f"),
+        "--layout",
+        "fused",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+
+
+def test_params_from_directory(tiny):
+    from transformers import FlexOlmoForCausalLM
+
+    from provex.moe.params import count_model_parameters
+
+    _, paths = tiny
+    result = runner.invoke(app, ["moe", "params", str(paths[0]), "--json"])
+    expected = count_model_parameters(FlexOlmoForCausalLM.from_pretrained(paths[0]))
+    assert json.loads(result.output)["total"] == expected
+
+
+def test_export_dense_command(tiny, tmp_path):
+    _, paths = tiny
+    runner.invoke(
+        app,
+        [
+            *("moe", "compress", str(paths[0]), "-r", "4", "-o", str(tmp_path / "f")),
+            *("--cache-dir", str(tmp_path / "cache")),
+        ],
+    )
+    result = runner.invoke(
+        app, ["moe", "export-dense", str(tmp_path / "f"), str(tmp_path / "d")]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["model_type"] == "flex_olmo"
+    assert "expert_ranks" not in config

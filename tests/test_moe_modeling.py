@@ -264,3 +264,14 @@ def test_unshared_dispatch_same_output(mixture):
     for layer in model.model.layers:
         layer.mlp.experts.share_base_projections = False
     assert torch.allclose(_logits(model), shared, atol=1e-6)
+
+
+def test_export_dense_equals_factorised(tmp_path):
+    from provex.moe.lowrank import materialise_checkpoint
+
+    path = make_tiny_flexolmo(tmp_path, ["math"])[0]
+    compress_checkpoint(path, tmp_path / "fact", 3)
+    materialise_checkpoint(tmp_path / "fact", tmp_path / "dense")
+    factorised = AutoModelForCausalLM.from_pretrained(tmp_path / "fact").eval()
+    dense = FlexOlmoForCausalLM.from_pretrained(tmp_path / "dense").eval()
+    assert torch.allclose(_logits(factorised), _logits(dense), atol=1e-5)

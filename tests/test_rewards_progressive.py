@@ -152,3 +152,35 @@ def test_preset_unknown():
 def test_config_missing_weight():
     with pytest.raises(ValueError, match="lacks weights"):
         RewardConfig(early_weights={"semantic": 1.0})
+
+
+def test_progressive_counts_prompt_runs(pool):
+    reward = ProgressiveReward(
+        RewardConfig(total_prompts=4), pool=pool, embed=stub_embed
+    )
+    prompts = ["p1", "p1", "p2", "p2"]
+    reward([""] * 4, answer=[REF] * 4, numerical_result=["4"] * 4, prompts=prompts)
+    reward([""], answer=[REF], numerical_result=["4"])
+    assert reward.last_metrics["progressive/progress"] == 0.5
+
+
+def test_progressive_counts_groups_without_prompts(pool):
+    config = RewardConfig(total_prompts=4, num_generations=2)
+    reward = ProgressiveReward(config, pool=pool, embed=stub_embed)
+    reward([""] * 6, answer=[REF] * 6, numerical_result=["4"] * 6)
+    reward([""], answer=[REF], numerical_result=["4"])
+    assert reward.last_metrics["progressive/progress"] == 0.75
+
+
+def test_progressive_trainer_state_wins(pool):
+    reward = ProgressiveReward(
+        RewardConfig(total_prompts=4), pool=pool, embed=stub_embed
+    )
+    reward([""] * 4, answer=[REF] * 4, numerical_result=["4"] * 4)
+    reward([""], answer=[REF], numerical_result=["4"], trainer_state=halfway())
+    assert reward.last_metrics["progressive/progress"] == 0.5
+
+
+def test_config_num_generations_positive():
+    with pytest.raises(ValueError, match="num_generations"):
+        RewardConfig(num_generations=0)

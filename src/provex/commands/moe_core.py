@@ -209,6 +209,32 @@ def convert_layout(
     typer.echo(f"wrote {out} in the {layout} layout")
 
 
+@moe_app.command("export-dense")
+def export_dense(
+    src: Path = typer.Argument(..., help="Factorised FlexMoRE checkpoint directory."),
+    out: Path = typer.Argument(
+        ..., help="Output FlexOlmo checkpoint directory; written atomically."
+    ),
+    layout: str = typer.Option(
+        "per_expert",
+        "--layout",
+        help="per_expert (transformers 4.57 keys, what vLLM reads) or fused (5.x).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace OUT if it exists."
+    ),
+) -> None:
+    """Write W_base + B A for every adapter: a FlexOlmo checkpoint for vLLM."""
+    from provex.moe.checkpoint import CheckpointError
+    from provex.moe.lowrank import materialise_checkpoint
+
+    try:
+        materialise_checkpoint(src, out, layout, overwrite=overwrite, progress=True)
+    except (CheckpointError, ValueError, FileExistsError) as error:
+        raise _fail(error) from error
+    typer.echo(f"wrote {out} (model_type flex_olmo)")
+
+
 @moe_app.command("params")
 def params(
     source: str = typer.Argument(

@@ -132,7 +132,8 @@ def expert_table(settings: DemoSettings) -> list[dict[str, Any]]:
 
     Each row has ``expert``, ``rank`` (an int or ``full``), ``params`` (total),
     ``loss`` (held-out loss on the expert's own domain, nats/token), ``full_loss``,
-    ``full_params`` and ``public_loss``.
+    ``full_params``, ``public_loss`` and ``expert_params`` (parameters the expert
+    and its router row add to the public model).
     """
     rows = _read_rows(settings)
     public = next((r for r in rows if r["kind"] == "public"), None)
@@ -156,6 +157,11 @@ def expert_table(settings: DemoSettings) -> list[dict[str, Any]]:
                 else None,
                 "full_params": reference["params"]["total"] if reference else None,
                 "public_loss": public["heldout"][expert]["loss"] if public else None,
+                "expert_params": (
+                    row["params"]["total"] - public["params"]["total"]
+                    if public
+                    else None
+                ),
             }
         )
 

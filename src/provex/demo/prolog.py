@@ -56,7 +56,8 @@ def _model_stage(settings: DemoSettings, stages: Stages) -> None:
         return {"source": str(packaged.prepared_path(settings.model))}
 
     params = {"model": settings.model}
-    if packaged.prepared_path(settings.model) is None:
+    packaged_names = {row["name"] for row in packaged.status()}
+    if settings.model in packaged_names and not packaged.prepared_path(settings.model):
         # A cache emptied since the last run must be prepared again.
         stages.marker("prolog/model").unlink(missing_ok=True)
     stages.run("prolog/model", f"prepare the model {settings.model}", params, work)
@@ -134,6 +135,12 @@ def _data_stage(settings: DemoSettings, stages: Stages) -> tuple[Path, Path]:
     return train_file, eval_file
 
 
+def finished_at(stages: Stages, name: str) -> str | None:
+    """Return when stage ``name`` last finished (its marker's time), or None."""
+    marker = stages.marker(name)
+    return json.loads(marker.read_text()).get("finished") if marker.exists() else None
+
+
 def _eval_args(
     settings: DemoSettings, eval_file: Path, protocol: str, out: Path
 ) -> list[str]:
@@ -186,12 +193,7 @@ def _eval_stage(
     params = {"args": args}
     if trained:
         # A new adapter invalidates the evaluation made with the old one.
-        grpo_marker = stages.marker("prolog/grpo")
-        params["adapter_trained"] = (
-            json.loads(grpo_marker.read_text()).get("finished")
-            if grpo_marker.exists()
-            else None
-        )
+        params["adapter_trained"] = finished_at(stages, "prolog/grpo")
 
     def work() -> dict[str, Any]:
         from provex.prolog.evaluate import load_summary
@@ -266,10 +268,16 @@ def _grpo_stage(settings: DemoSettings, stages: Stages, train_file: Path) -> Non
             "plot": str((out / "rewards.png").relative_to(settings.out)),
         }
 
+    # New training programs invalidate the adapter trained on the old ones.
+    params = {**config, "data_built": finished_at(stages, "prolog/data")}
     stages.run(
         "prolog/grpo",
-        f"GRPO fine-tune with Prolog rewards, {settings.grpo_steps} steps",
-        config,
+        f"GRPO fine-tune with Prolog rewards, {_steps(settings.grpo_steps)}",
+        params,
         work,
         owns=[out],
     )
+
+
+def _steps(count: int) -> str:
+    return f"{count} step" if count == 1 else f"{count} steps"

@@ -114,7 +114,8 @@ def _prolog_section(settings: DemoSettings, records: dict[str, StageRecord]) -> 
         parts += [
             "### GRPO fine-tune",
             "",
-            f"{settings.grpo_steps} steps, {settings.num_generations} completions of "
+            f"{settings.grpo_steps} optimiser steps, {settings.num_generations} "
+            "completions of "
             f"at most {settings.completion_tokens} tokens per prompt, LoRA rank "
             f"{settings.lora_r}, reward preset suite1. Final mean reward: "
             f"{_number(grpo.info.get('final_reward'))}. Adapter and metrics: "
@@ -160,15 +161,17 @@ def _moe_section(settings: DemoSettings, records: dict[str, StageRecord]) -> str
             "### Each expert as a low-rank adapter",
             "",
             "2-expert models (public expert plus one domain expert at the given "
-            "rank). Loss: held-out loss on the expert's own domain (nats/token); "
-            "parameters: total of the 2-expert model.",
+            "rank). Loss: held-out loss on the expert's own domain (nats/token). "
+            "Parameters: total of the 2-expert model; expert parameters: what the "
+            "expert and its router row add to the public model.",
             "",
             _table(
                 [
                     "expert",
                     "rank",
                     "parameters",
-                    "share of full",
+                    "expert parameters",
+                    "share of full expert",
                     "loss",
                     "loss - full",
                     "public model loss",
@@ -178,7 +181,15 @@ def _moe_section(settings: DemoSettings, records: dict[str, StageRecord]) -> str
                         row["expert"],
                         row["rank"],
                         row["params"],
-                        _ratio(row["params"], row["full_params"]),
+                        row["expert_params"],
+                        _ratio(
+                            row["expert_params"],
+                            _minus(
+                                row["full_params"], row["params"] - row["expert_params"]
+                            )
+                            if row["expert_params"] is not None
+                            else None,
+                        ),
                         row["loss"],
                         _diff(row["loss"], row["full_loss"]),
                         row["public_loss"],
@@ -219,8 +230,12 @@ def _moe_section(settings: DemoSettings, records: dict[str, StageRecord]) -> str
     return "\n".join(parts)
 
 
-def _ratio(value: int, reference: int | None) -> str:
-    return f"{value / reference:.2f}" if reference else "-"
+def _ratio(value: int | None, reference: int | None) -> str:
+    return f"{value / reference:.2f}" if value is not None and reference else "-"
+
+
+def _minus(value: int | None, other: int) -> int | None:
+    return value - other if value is not None else None
 
 
 def _diff(value: float, reference: float | None) -> str:
@@ -294,12 +309,12 @@ def terminal_summary(settings: DemoSettings, records: list[StageRecord]) -> str:
         lines += [
             "FlexMoRE experts (held-out loss on own domain, nats/token)",
             _text_table(
-                ["expert", "rank", "params", "loss", "loss - full"],
+                ["expert", "rank", "expert params", "loss", "loss - full"],
                 [
                     [
                         r["expert"],
                         r["rank"],
-                        r["params"],
+                        r["expert_params"],
                         r["loss"],
                         _diff(r["loss"], r["full_loss"]),
                     ]

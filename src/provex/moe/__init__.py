@@ -23,6 +23,8 @@ Main entry points (all importable from ``provex.moe``)::
         # ranks: "math=64,code=16" | 64 | {"math": 64, "code": "full"}; names come from
         # config.expert_names (written by merge) or default to public, expert1, ...
         # cache: DecompositionCache or a directory path, reused across calls.
+    materialise_checkpoint(src, out, layout="per_expert") -> Path
+        # factorised FlexMoRE checkpoint -> dense FlexOlmo checkpoint (W_base + B A).
     compress_model(model, ranks, dense=False, method="auto", cache=None,
                    expert_names=None) -> FlexMoreForCausalLM | FlexOlmoForCausalLM
         # in memory; model is a transformers FlexOlmoForCausalLM (2 or N experts).
@@ -57,6 +59,7 @@ from provex.moe.lowrank import (
     DecompositionCache,
     compress_checkpoint,
     decompose,
+    materialise_checkpoint,
     parse_ranks,
 )
 from provex.moe.modeling import (
@@ -90,6 +93,7 @@ __all__ = [
     "decompose",
     "flexolmo_state_dict",
     "make_tiny_flexolmo",
+    "materialise_checkpoint",
     "merge_checkpoints",
     "opt_out",
     "parse_ranks",

@@ -338,6 +338,10 @@ def run_tasks(
         raise ValueError(
             f"task(s) {unknown} not in {tasks_dir}; it has {sorted(categories)}"
         )
+    if max_length is not None:
+        # lm-eval rejects a choice longer than the window, so widen it to fit.
+        longest = _longest_choice(tokenizer, tasks_dir, names, limit)
+        max_length = max(max_length, longest + 1)
     lm = HFLM(
         pretrained=model,
         tokenizer=tokenizer,
@@ -366,6 +370,19 @@ def run_tasks(
             "items": int(output["n-samples"][f"{TASK_PREFIX}{name}"]["effective"]),
         }
     return scores
+
+
+def _longest_choice(tokenizer, tasks_dir: str | Path, names: list[str], limit) -> int:
+    longest = 0
+    for name in names:
+        with (Path(tasks_dir) / f"{name}.jsonl").open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                if limit is not None and number >= limit:
+                    break
+                for choice in json.loads(line)["choices"]:
+                    ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+                    longest = max(longest, len(ids))
+    return longest
 
 
 def category_means(

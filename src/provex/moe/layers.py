@@ -9,10 +9,10 @@ r stores only adapter factors and computes, on top of its base (dense) expert's 
 which equals a dense expert with ``W = W_base + s B A`` in exact arithmetic. The base
 weights are read from the base expert's modules at run time, never copied.
 
-Dispatch groups the routed experts by base: the base's gate and up projections of a
+Dispatch groups the routed experts by base. The base's gate and up projections of a
 token are computed once and reused by every expert of that group the token is routed
-to, so a token routed to the public expert and k-1 of its adapters pays for one dense
-``gate``/``up`` product, not k.
+to. A token routed to the public expert and k-1 of its adapters therefore pays for one
+dense ``gate``/``up`` product, not k.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class FlexMoreExperts(nn.ModuleList):
         object.__setattr__(self, "act_fn", ACT2FN[config.hidden_act])
 
     def base_of(self, index: int) -> FlexMoreExpert:
-        """The dense expert whose weights expert ``index`` uses (itself if dense)."""
+        """Return the dense expert whose weights expert ``index`` uses."""
         expert = self[index]
         return expert if expert.is_dense else self[self.bases[index]]
 

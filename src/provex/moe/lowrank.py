@@ -212,8 +212,6 @@ class DecompositionCache:
     ) -> None:
         self.device = device
         self.directory = Path(directory) if directory is not None else None
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
         self.compute_rank = compute_rank
         self.max_memory_entries = max_memory_entries
         self._memory: dict[str, Decomposition] = {}
@@ -288,6 +286,7 @@ class DecompositionCache:
             return
         from safetensors.torch import save_file
 
+        self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / f"{key}.{entry.method}-{entry.rank}.safetensors"
         tmp = final.with_suffix(f".tmp-{os.getpid()}")
         metadata = {"frob_sq": repr(entry.frob_sq), "method": entry.method}
@@ -669,6 +668,95 @@ def _compress_plans(
             expert_bases=[0] * ckpt.num_experts,
         )
     return plans, config
+
+
+def materialise_checkpoint(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    layout: str = "per_expert",
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write a factorised FlexMoRE checkpoint as a dense FlexOlmo checkpoint.
+
+    Every adapter expert becomes ``W_base + (alpha / r) B A``, computed in float32 and
+    stored in the checkpoint's dtype, so stock transformers and vLLM load the result as
+    ``FlexOlmoForCausalLM``. Tensors are streamed one at a time.
+
+    Args:
+        src: FlexMoRE checkpoint directory (``model_type`` ``flex_more``).
+        out: output directory, written atomically.
+        layout: ``per_expert`` or ``fused``.
+        max_shard_bytes: shard size limit in bytes.
+        overwrite: replace ``out`` if it exists.
+        progress: show a progress bar.
+
+    Returns:
+        The output directory.
+
+    Raises:
+        CheckpointError: the source has opted-out experts, which stock FlexOlmo cannot
+            mask; remove them with ``remove_experts`` first.
+    """
+    import torch
+
+    with FlexCheckpoint(src) as ckpt:
+        if ckpt.config.get("opted_out_experts"):
+            raise CheckpointError(
+                f"{ckpt.path} masks experts {ckpt.config['opted_out_experts']}, which "
+                "FlexOlmo cannot express; remove them with 'provex moe opt-out' first"
+            )
+        ranks = ckpt.expert_ranks
+        alphas = ckpt.config.get("expert_alphas") or [float(r or 1) for r in ranks]
+        bases = ckpt.config.get("expert_bases") or [0] * ckpt.num_experts
+        plans: list[TensorPlan] = []
+        for key in ckpt.tensor_keys():
+            parsed = parse_expert_key(key)
+            if parsed is None or ranks[parsed[1]] == 0:
+                plans.append(copy_plan(ckpt, key))
+                continue
+            if not parsed[2].endswith("_a.weight"):
+                continue  # each adapter is planned once, from its A factor
+            expert = parsed[1]
+            proj = parsed[2].removesuffix("_a.weight")
+            layer = int(key.split(".")[2])
+            base_key = expert_key(layer, bases[expert], f"{proj}.weight")
+            scale = alphas[expert] / ranks[expert]
+            prefix = key.removesuffix("_a.weight")
+
+            def dense(prefix=prefix, base_key=base_key, scale=scale) -> torch.Tensor:
+                base = ckpt.get(base_key)
+                A = ckpt.get(f"{prefix}_a.weight").to(torch.float32)
+                B = ckpt.get(f"{prefix}_b.weight").to(torch.float32)
+                weight = torch.addmm(base.to(torch.float32), B, A, alpha=scale)
+                return weight.to(base.dtype)
+
+            plans.append(
+                TensorPlan(
+                    f"{prefix}.weight",
+                    ckpt.shape(base_key),
+                    ckpt.dtype(base_key),
+                    dense,
+                )
+            )
+        plans.sort(key=lambda plan: plan.name)
+        if layout == "fused":
+            plans = fuse_expert_plans(plans, ckpt.num_experts)
+        config = dict(ckpt.config)
+        for name in (
+            "expert_ranks",
+            "expert_alphas",
+            "expert_bases",
+            "opted_out_experts",
+        ):
+            config.pop(name, None)
+        config.update(model_type="flex_olmo", architectures=["FlexOlmoForCausalLM"])
+        with atomic_output_dir(out, overwrite) as tmp:
+            write_sharded(tmp, plans, max_shard_bytes, progress, "materialising")
+            write_config(tmp, config)
+            copy_side_files(ckpt.path, tmp)
+    return Path(out)
 
 
 def decompose_checkpoint_spectra(

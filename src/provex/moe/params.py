@@ -205,6 +205,6 @@ def count_model_parameters(model: Any) -> int:
 
 
 def breakeven_rank(hidden: int, intermediate: int) -> float:
-    """Rank above which an adapter holds more parameters than a dense expert:
+    """Return the rank above which an adapter has more parameters than a dense expert:
     ``H I / (H + I)`` (about 2985 for 4096 x 11008)."""
     return hidden * intermediate / (hidden + intermediate)

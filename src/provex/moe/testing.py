@@ -19,7 +19,7 @@ from transformers import FlexOlmoConfig, FlexOlmoForCausalLM
 
 
 def tiny_flexolmo_config(num_experts: int = 2, **overrides: Any) -> FlexOlmoConfig:
-    """A FlexOlmo config small enough for CPU tests (H=32, I=48, 2 layers, vocab 128).
+    """Build a FlexOlmo config for CPU tests: H=32, I=48, 2 layers, vocab 128.
 
     Keyword overrides replace any field, e.g. ``hidden_size=64``.
     """

