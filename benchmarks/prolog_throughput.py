@@ -77,6 +77,7 @@ def main() -> None:
     if not args.data.exists():
         parser.error(f"data file {args.data} not found; pass --data PATH")
 
+    load_start = os.getloadavg()[0]
     programs = load_programs(args.data, args.field)
     limit = len(programs) if args.reference_limit is None else args.reference_limit
 
@@ -122,6 +123,7 @@ def main() -> None:
     summary = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}",
+        "load_average_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "programs": len(programs),
         "reference_programs": limit,
         "workers": args.workers,

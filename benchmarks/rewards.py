@@ -103,7 +103,7 @@ def group_for(program: str, gold: str) -> list[str]:
     ]
 
 
-def load_groups(path: Path, prompts: int) -> list[tuple[list[str], list[str], str]]:
+def load_groups(path: Path, prompts: int) -> list[tuple[str, str]]:
     groups = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
@@ -115,7 +115,10 @@ def load_groups(path: Path, prompts: int) -> list[tuple[list[str], list[str], st
 
 
 def measure(
-    suite: str, groups: list[tuple[list[str], str, str]], pool: TimedPool, embed: Any
+    suite: str,
+    groups: list[tuple[list[str], list[str], str]],
+    pool: TimedPool,
+    embed: Any,
 ) -> dict[str, float]:
     rewards = get_preset(suite, pool=pool, embed=embed)
     pool.seconds = 0.0
@@ -159,7 +162,8 @@ def main() -> None:
 
         print(
             f"machine: {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, {args.workers} Prolog workers"
+            f"{os.cpu_count()} cores, {args.workers} Prolog workers, "
+            f"load average {os.getloadavg()[0]:.2f} at start"
         )
         print(f"{len(groups)} prompts x 8 completions")
         results = {
@@ -173,6 +177,7 @@ def main() -> None:
 
             minilm_embed(["warm up"])
             results["suite3 (MiniLM)"] = measure("suite3", groups, pool, minilm_embed)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
     print(f"{'suite':<28} {'ms/group':>9} {'prolog ms':>10} {'prolog share':>13}")
     for name, result in results.items():
         print(

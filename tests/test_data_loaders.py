@@ -211,3 +211,10 @@ def test_cli_build_data_empty_source(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert "has no rows" in result.output
+
+
+def test_gsm8k_prolog_numeric_zero_gold(tmp_path):
+    path = tmp_path / "p.jsonl"
+    row = {"input": "q", "output": "solve(0).", "numerical_result": 0}
+    path.write_text(json.dumps(row) + "\n")
+    assert load_gsm8k_prolog(str(path))[0]["numerical_result"] == "0"

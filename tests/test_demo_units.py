@@ -93,3 +93,27 @@ def test_text_table_aligns() -> None:
         "math    1.50",
         "python  -   ",
     ]
+
+
+def test_data_stage_wheel_slices(tmp_path: Path) -> None:
+    from provex.demo.prolog import _data_stage
+
+    settings = DemoSettings(out=tmp_path, train_rows=12, problems=3)
+    train_file, eval_file = _data_stage(settings, Stages(tmp_path, 1, print))
+    evaluation = [json.loads(line) for line in eval_file.read_text().splitlines()]
+    kept = [json.loads(line)["index"] for line in train_file.read_text().splitlines()]
+    assert len(evaluation) == 3
+    assert kept
+    assert max(kept) < 12
+
+
+def test_data_stage_train_split(tmp_path: Path, shared_data: Path) -> None:
+    from provex.demo.prolog import _data_stage
+
+    settings = DemoSettings(
+        out=tmp_path, train_rows=12, problems=3, gsm8k=str(shared_data / "gsm8k")
+    )
+    train_file, _ = _data_stage(settings, Stages(tmp_path, 1, print))
+    first = json.loads(train_file.read_text().splitlines()[0])
+    train_rows = (shared_data / "gsm8k" / "train.jsonl").read_text().splitlines()
+    assert first["input"] == json.loads(train_rows[first["index"]])["question"]

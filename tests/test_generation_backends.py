@@ -277,3 +277,27 @@ def test_http_backed_by_tiny_model(tiny):
         out = client.generate(["(USER) hi"], SamplingParams(max_tokens=5, stop=()))
     assert out[0].tokens == 5
     assert out[0].finish_reason == "length"
+
+
+def test_chat_template_role_fallback():
+    from provex.models import build_tiny_tokenizer
+    from provex.prolog.generation import render_chat_template
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}"
+        "{% if m['role'] not in ['user', 'assistant'] %}"
+        "{{ raise_exception('unsupported role') }}{% endif %}"
+        "{{ m['role'] + ':' + m['content'] + '|' }}{% endfor %}"
+    )
+    chat = Chat(
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": "Q"},
+            {"role": "assistant", "content": "A"},
+            {"role": "tool", "content": "4"},
+        ]
+    )
+    assert render_chat_template(tokenizer, chat) == (
+        "user:(SYSTEM) S\n\nQ|assistant:A|user:(TOOL) 4|"
+    )

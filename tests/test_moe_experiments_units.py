@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from provex.moe.analysis import pareto_frontier, regressions
+from provex.moe.analysis import gain_ranks, pareto_frontier, regressions
 from provex.moe.corpora import CorpusSpec, _is_heldout, _split_long, load_domain
 from provex.moe.evaluation import (
     category_means,
@@ -167,3 +167,14 @@ def test_read_results_skips_truncated_line(tmp_path):
     path = tmp_path / "results.jsonl"
     path.write_text(json.dumps({"cell": "a"}) + "\n" + '{"cell": "b", "ta')
     assert [r["cell"] for r in read_results(path)] == ["a"]
+
+
+def test_gain_ranks_smallest_rank_reaching_share():
+    losses = {"m": {"public": 2.0, "r1": 1.5, "r2": 1.05, "r4": 1.01, "full": 1.0}}
+    assert gain_ranks(losses, 0.9) == {"m": 2}
+    assert gain_ranks(losses, 0.5) == {"m": 1}
+
+
+def test_gain_ranks_no_gain_is_none():
+    losses = {"m": {"public": 1.0, "r1": 1.2, "full": 1.1}}
+    assert gain_ranks(losses, 0.9) == {"m": None}

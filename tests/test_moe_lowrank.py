@@ -129,11 +129,12 @@ def test_cache_on_disk_reused(tmp_path):
 
 
 def test_cache_compute_rank_serves_sweep():
-    cache = DecompositionCache(compute_rank=64)
-    delta = _spectrum_matrix(1000, 600, decay=0.99)
-    for rank in (1, 2, 4, 8, 16, 32, 64):
+    cache = DecompositionCache(compute_rank=32)
+    delta = _spectrum_matrix(300, 200, decay=0.99)
+    for rank in (1, 2, 4, 8, 16, 32):
         cache.get(delta, rank, "randomized")
     assert cache.misses == 1
+    assert cache.hits == 5
 
 
 def test_cache_key_depends_on_content():
@@ -179,3 +180,13 @@ def test_energy_rank_hand_computed():
     assert energy_rank(values, 0.6) == 1
     assert energy_rank(values, 0.9) == 2
     assert energy_rank(values, 0.95) == 3
+
+
+def test_memory_cache_keeps_all_entries():
+    cache = DecompositionCache()
+    deltas = [_spectrum_matrix(48, 32, seed=s) for s in range(12)]
+    for rank in (1, 2):
+        for delta in deltas:
+            cache.get(delta, rank, "exact")
+    assert cache.misses == 12
+    assert cache.hits == 12

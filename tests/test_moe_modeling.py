@@ -275,3 +275,13 @@ def test_export_dense_equals_factorised(tmp_path):
     factorised = AutoModelForCausalLM.from_pretrained(tmp_path / "fact").eval()
     dense = FlexOlmoForCausalLM.from_pretrained(tmp_path / "dense").eval()
     assert torch.allclose(_logits(factorised), _logits(dense), atol=1e-5)
+
+
+def test_rank_sweep_decomposes_once(mixture):
+    from provex.moe.lowrank import DecompositionCache
+
+    cache = DecompositionCache(compute_rank=32)
+    for rank in (1, 2, 4, 8, 16, 32):
+        compress_model(mixture, rank, cache=cache)
+    assert cache.misses == 18  # 3 domain experts x 2 layers x 3 projections
+    assert cache.hits == 5 * 18

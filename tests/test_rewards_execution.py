@@ -26,6 +26,10 @@ FOUR = wrap(CLPQ + "solve(X) :- {X = 2 + 2}.")
 HALF = wrap(CLPQ + "solve(X) :- {X = 15/2}.")
 UNBOUND = wrap("solve(X) :- true.")
 SYNTAX = wrap("solve(X :- .")
+# The reference reads the last output line, so text printed before the value
+# spoils it, and a clause that does not parse is skipped while solve/1 still runs.
+PRINTED = wrap(CLPQ + 'solve(X) :- {X = 4}, format("X = ", []).')
+SKIPPED_CLAUSE = wrap(CLPQ + "helper(N) :- N #= 3.\nsolve(X) :- {X = 4}.")
 
 
 @pytest.mark.parametrize(
@@ -41,6 +45,8 @@ SYNTAX = wrap("solve(X :- .")
         (FOUR, None, 0.5),
         (FOUR, "4.0000001", 2.0),
         (FOUR, "4.00001", 1.0),
+        (PRINTED, "4", 0.5),
+        (SKIPPED_CLAUSE, "4", 2.0),
     ],
     ids=[
         "correct",
@@ -53,6 +59,8 @@ SYNTAX = wrap("solve(X :- .")
         "no_gold",
         "within_tolerance",
         "outside_tolerance",
+        "printed_before_value",
+        "unparsable_clause_skipped",
     ],
 )
 def test_correctness_values(pool, completion, gold, expected):

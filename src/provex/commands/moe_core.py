@@ -309,6 +309,9 @@ def inspect(
         "--experts",
         help="Comma-separated expert names or indices (default: all domain experts).",
     ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Torch device for the singular values, e.g. cuda."
+    ),
 ) -> None:
     """Plot singular values of expert-minus-public deltas per expert and layer."""
     from provex.moe.checkpoint import CheckpointError, FlexCheckpoint, resolve_experts
@@ -323,7 +326,9 @@ def inspect(
             if experts
             else None
         )
-        spectra = decompose_checkpoint_spectra(ckpt, chosen, progress=True)
+        spectra = decompose_checkpoint_spectra(
+            ckpt, chosen, progress=True, device=device
+        )
     except (CheckpointError, ValueError) as error:
         raise _fail(error) from error
     files, summary = plot_spectra(spectra, names, out)

@@ -19,17 +19,21 @@ Main entry points (all importable from ``provex.moe``)::
 
     compress_checkpoint(src, out, ranks, dense=False, method="auto", cache=None,
                         layout="per_expert", max_shard_bytes=5 GiB, overwrite=False,
-                        progress=False) -> CompressReport
-        # ranks: "math=64,code=16" | 64 | {"math": 64, "code": "full"}; names come from
-        # config.expert_names (written by merge) or default to public, expert1, ...
+                        progress=False, device="cpu") -> CompressReport
+        # ranks: "math=64,code=16" | 64 | {"math": 64, "code": "full"}. Names come from
+        # config.expert_names (written by merge), else for a 2-expert checkpoint from
+        # its directory (Flex-math-2x7B-1T: public, math), else public, expert1, ...
         # cache: DecompositionCache or a directory path, reused across calls.
+        # device="cuda" runs the SVDs on a GPU (not covered by the tests).
     materialise_checkpoint(src, out, layout="per_expert") -> Path
         # factorised FlexMoRE checkpoint -> dense FlexOlmo checkpoint (W_base + B A).
     compress_model(model, ranks, dense=False, method="auto", cache=None,
                    expert_names=None) -> FlexMoreForCausalLM | FlexOlmoForCausalLM
         # in memory; model is a transformers FlexOlmoForCausalLM (2 or N experts).
-    DecompositionCache(directory=None, compute_rank=None)
+    DecompositionCache(directory=None, compute_rank=None, max_memory_entries=None,
+                       device="cpu")
         # set compute_rank to the largest rank of a sweep: one SVD per matrix.
+        # directory=None keeps every entry in memory; a directory persists them.
     merge_checkpoints(sources, out, names=None, num_experts_per_tok=None,
                       overwrite=False, progress=False) -> Path
     remove_experts(src, out, experts) -> Path          # opt-out by removal

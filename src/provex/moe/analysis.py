@@ -149,6 +149,29 @@ def loss_by_rank(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return table
 
 
+def gain_ranks(
+    losses: dict[str, dict[str, float]], fraction: float = 0.9
+) -> dict[str, int | str | None]:
+    """Smallest swept rank that keeps ``fraction`` of the full expert's loss gain.
+
+    The gain is the public model's own-domain loss minus the full expert's. None means
+    the gain is not positive (the expert does not help its domain).
+
+    Example:
+        >>> gain_ranks({"m": {"public": 2.0, "r1": 1.5, "r2": 1.05, "full": 1.0}})
+        {'m': 2}
+    """
+    out: dict[str, int | str | None] = {}
+    for expert, row in losses.items():
+        if "public" not in row or "full" not in row or row["public"] <= row["full"]:
+            out[expert] = None
+            continue
+        target = row["public"] - fraction * (row["public"] - row["full"])
+        ranks = sorted(int(k[1:]) for k in row if k.startswith("r"))
+        out[expert] = next((r for r in ranks if row[f"r{r}"] <= target), "full")
+    return out
+
+
 def best_rank_per_expert(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Grid best ranks of each expert: by mean accuracy, per category, and by loss."""
     out: dict[str, dict[str, Any]] = {}
@@ -362,6 +385,7 @@ def analyze(results: str | Path, out_dir: str | Path) -> dict[str, Any]:
     fits = regressions(rows)
     losses = loss_by_rank(rows)
     best = best_rank_per_expert(rows)
+    gains = {f: gain_ranks(losses, f) for f in (0.5, 0.9, 0.99)}
     points = [
         (r["params"]["total"], r["category_means"]["all"], r["cell"]) for r in rows
     ]
@@ -379,6 +403,13 @@ def analyze(results: str | Path, out_dir: str | Path) -> dict[str, Any]:
                 [e, *[row.get(x, "") for x in labels]]
                 for e, row in sorted(losses.items())
             ],
+        )
+    )
+    sections.append(
+        "## Smallest rank keeping a share of the full expert's loss gain\n\n"
+        + _md_table(
+            ["expert", *[f"{int(f * 100)}% of the gain" for f in gains]],
+            [[e, *[gains[f][e] for f in gains]] for e in sorted(losses)],
         )
     )
     categories = sorted({k for v in best.values() for k in v} - {"score", "loss"})
@@ -479,6 +510,7 @@ def analyze(results: str | Path, out_dir: str | Path) -> dict[str, Any]:
         "regressions": {k: [f.__dict__ for f in v] for k, v in fits.items()},
         "loss_by_rank": losses,
         "best_rank_per_expert": best,
+        "gain_ranks": {str(f): v for f, v in gains.items()},
         "pareto_frontier": frontier,
         "mixture_comparison": comparison,
     }

@@ -198,7 +198,9 @@ class DecompositionCache:
     Args:
         directory: folder for ``<hash>.safetensors`` entries; None keeps them in memory.
         compute_rank: minimum number of components to compute on a miss.
-        max_memory_entries: decompositions kept in memory (older ones are dropped).
+        max_memory_entries: decompositions kept in memory, least recently used dropped
+            first. The default is 8 with a directory and unlimited without one,
+            because memory is then the only store (a 7B sweep needs tens of GB).
         device: torch device the SVDs run on (``"cuda"`` on a GPU machine); results are
             kept on the CPU.
     """
@@ -207,13 +209,15 @@ class DecompositionCache:
         self,
         directory: str | os.PathLike[str] | None = None,
         compute_rank: int | None = None,
-        max_memory_entries: int = 8,
+        max_memory_entries: int | None = None,
         device: str = "cpu",
     ) -> None:
         self.device = device
         self.directory = Path(directory) if directory is not None else None
         self.compute_rank = compute_rank
-        self.max_memory_entries = max_memory_entries
+        if max_memory_entries is None:
+            max_memory_entries = 8 if directory is not None else 0
+        self.max_memory_entries = max_memory_entries  # 0: unlimited
         self._memory: dict[str, Decomposition] = {}
         self.hits = 0
         self.misses = 0
@@ -298,7 +302,7 @@ class DecompositionCache:
     def _remember(self, key: str, entry: Decomposition) -> None:
         self._memory.pop(key, None)
         self._memory[key] = entry
-        while len(self._memory) > self.max_memory_entries:
+        while 0 < self.max_memory_entries < len(self._memory):
             self._memory.pop(next(iter(self._memory)))
 
 
@@ -763,12 +767,12 @@ def decompose_checkpoint_spectra(
     src: str | os.PathLike[str],
     experts: Sequence[int] | None = None,
     progress: bool = False,
+    device: str = "cpu",
 ) -> dict[tuple[int, int, str], torch.Tensor]:
     """Compute all singular values of every domain-expert delta.
 
-    Returns ``{(layer, expert, projection): S}``.
-
-    Uses ``torch.linalg.svdvals`` (no singular vectors), one matrix at a time.
+    Uses ``torch.linalg.svdvals`` (no singular vectors), one matrix at a time, on
+    ``device``. Returns ``{(layer, expert, projection): S}`` with CPU tensors.
     """
     import torch
     from tqdm.auto import tqdm
@@ -796,7 +800,7 @@ def decompose_checkpoint_spectra(
             delta = (
                 ckpt.get(expert_key(layer, e, f"{p}.weight")).to(torch.float32) - public
             )
-            spectra[(layer, e, p)] = torch.linalg.svdvals(delta)
+            spectra[(layer, e, p)] = torch.linalg.svdvals(delta.to(device)).cpu()
     return spectra
 
 

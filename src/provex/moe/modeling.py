@@ -109,10 +109,10 @@ class FlexMoreForCausalLM(FlexMorePreTrainedModel, FlexOlmoForCausalLM):
     # -- opt-out
 
     def set_opted_out(self, experts: Sequence[str | int]) -> None:
-        """Mask the router logits of these experts (names or indices); ``[]`` clears.
+        """Mask the router logits of these experts (names or indices).
 
-        Gives the same outputs as removing the experts, see
-        :func:`provex.moe.checkpoint.remove_experts`.
+        An empty list clears the mask. Masking gives the same outputs as removing the
+        experts, see :func:`provex.moe.checkpoint.remove_experts`.
         """
         names = self.config.expert_names or default_expert_names(
             self.config.num_experts

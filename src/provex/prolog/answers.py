@@ -363,9 +363,9 @@ def reference_line(result: Any, variable: str = DEFAULT_VARIABLE) -> str | None:
     """Return the last output line the reference executor would print for a result.
 
     The reference runs ``swipl -g "solve(X), writeln(X), halt"`` and keeps the last
-    line of standard output, so whatever the program printed before joins the
-    line when it lacks a final newline (``format("ans ~w", [X])`` makes
-    ``"ans 55"``), and a value that contains newlines is cut to its last line.
+    line of standard output. So text that the program printed without a final
+    newline joins the line: ``format("ans ~w", [X])`` makes ``"ans 55"``. A value
+    that contains newlines is cut to its last line.
 
     Args:
         result: a ``PrologResult`` of a pooled run.
@@ -452,13 +452,13 @@ def classify_result(
 
     Returns:
         ``(error_class, value)``. ``value`` is set for ``correct`` and ``wrong``.
-        When the query did not succeed: ``timeout``, ``inference_limit`` and
-        ``resource_error`` are ``timeout``; ``syntax_error`` and
-        ``undefined_predicate`` keep their names; an ``error`` caused by an
-        instantiation error is ``unbound``; ``fail``, ``unsafe``, ``crashed`` and
-        other errors are ``non_numeric``. When it succeeded, the output line
-        decides (see ``read_output_line``). A number with an unknown gold is
-        ``wrong``.
+        When the query did not succeed, the statuses ``timeout``,
+        ``inference_limit`` and ``resource_error`` give ``timeout``.
+        ``syntax_error`` and ``undefined_predicate`` keep their names, and an
+        ``error`` caused by an instantiation error is ``unbound``. ``fail``,
+        ``unsafe``, ``crashed`` and other errors are ``non_numeric``. When the
+        query succeeded, the output line decides (see ``read_output_line``). A
+        number with an unknown gold is ``wrong``.
     """
     if result is None:
         return ErrorClass.NO_CODE, None

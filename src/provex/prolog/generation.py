@@ -121,8 +121,9 @@ def render_plain(chat: Chat) -> str:
 def render_chat_template(tokenizer: PreTrainedTokenizerBase, chat: Chat) -> str:
     """Render a chat with the tokenizer's template and the generation prompt.
 
-    Templates that reject a role (many have no ``tool`` role, Gemma's has no
-    ``system`` role) get the message as a user turn prefixed with its role instead.
+    When the template raises an error on a role (some have no ``tool`` or
+    ``system`` role), every message other than user and assistant becomes a user
+    turn prefixed with its role.
     """
     try:
         return tokenizer.apply_chat_template(

@@ -604,7 +604,7 @@ def _constant_names(
 def _percent_rate_words(value: Fraction, question: str) -> list[str]:
     """Return name words for a decimal rate that the question states as a percent.
 
-    A solution that multiplies by 0.2 where the question says "20% of the
+    A solution that multiplies by 0.2 where the question states "20% of the
     price" gets ``price_rate``.
     """
     if not 0 < value < 1:

