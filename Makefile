@@ -13,16 +13,21 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install swipl demo test test-all lint format bench clean
+.PHONY: install system-packages demo test test-fast lint format bench clean
 
-install: $(STAMP) swipl
+install: $(STAMP) system-packages
 
-# SWI-Prolog from Debian's swi-prolog-nox, only when swipl is missing.
-swipl:
-	@command -v swipl >/dev/null 2>&1 || { \
-	  echo "Installing SWI-Prolog (swi-prolog-nox) with apt-get"; \
+# Debian packages, installed only when missing: SWI-Prolog (swi-prolog-nox) for the
+# Prolog engine, and fortunes, the English prose corpus of the FlexMoRE build.
+system-packages:
+	@missing=""; \
+	command -v swipl >/dev/null 2>&1 || missing="$$missing swi-prolog-nox"; \
+	test -d /usr/share/games/fortunes || missing="$$missing fortunes"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) apt-get install -y -qq --no-install-recommends swi-prolog-nox; }
+	  $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): requirements/cpu.txt requirements/data.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

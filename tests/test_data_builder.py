@@ -256,3 +256,21 @@ def test_build_no_step_fallback_names(train_rows):
         except ValueError:
             continue
     assert not [p for p in programs if re.search(r"\bStep(_\d+)?\b", p)]
+
+
+def test_build_repeated_value_second_quantity():
+    # "12/12": the first 12 is the earlier step, the second the 12 boxes.
+    question = "Ann has 6 red and 6 green apples and puts them in 12 boxes. How many?"
+    solution = (
+        "Ann has 6+6=<<6+6=12>>12 apples.\nEach box gets 12/12=<<12/12=1>>1.\n#### 1"
+    )
+    program = build_program(question, solution)
+    assert "boxes(12)." in program
+    assert "/ Boxes}." in program
+
+
+def test_build_ordinal_fraction_name():
+    question = "A store makes a third of its 36 sales in fabric. How many fabric sales?"
+    solution = "Fabric sales are 36/3=<<36/3=12>>12.\n#### 12"
+    program = build_program(question, solution)
+    assert "third_factor(3)." in program

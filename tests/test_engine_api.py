@@ -477,3 +477,8 @@ def test_load_output_before_query_output(pool):
 
 def test_directive_error_reference_agrees():
     assert run_reference(":- X is foo + 1.\nsolve(7).\n") == "7"
+
+
+def test_run_time_limit_not_positive(pool):
+    with pytest.raises(ValueError, match="time_limit must be positive"):
+        pool.run("solve(1).", time_limit=0)

@@ -178,3 +178,9 @@ def test_gain_ranks_smallest_rank_reaching_share():
 def test_gain_ranks_no_gain_is_none():
     losses = {"m": {"public": 1.0, "r1": 1.2, "full": 1.1}}
     assert gain_ranks(losses, 0.9) == {"m": None}
+
+
+def test_qa_corpus_offline_hub_id_message():
+    spec = CorpusSpec(name="math", kind="qa_jsonl", path="someone/missing-dataset")
+    with pytest.raises(FileNotFoundError, match="--corpus-path math=PATH"):
+        load_domain(spec)

@@ -343,9 +343,12 @@ def _plots(rows: list[dict[str, Any]], out: Path, losses, frontier, points) -> N
 
     fig, ax = plt.subplots(figsize=(6, 4))
     kinds = {"public": "k", "2x": "tab:blue", "Nx": "tab:orange"}
-    for params, score, label in points:
-        kind = label.split("-")[0] if "-" in label else label
-        ax.scatter(params, score, s=12, color=kinds.get(kind, "gray"))
+    names = {"public": "public model", "2x": "2-expert", "Nx": "N-expert"}
+    for kind, color in kinds.items():
+        chosen = [p for p in points if p[2].split("-")[0] == kind]
+        if chosen:
+            xs, ys = [p[0] for p in chosen], [p[1] for p in chosen]
+            ax.scatter(xs, ys, s=12, color=color, label=names[kind])
     ax.plot(
         [p[0] for p in frontier],
         [p[1] for p in frontier],

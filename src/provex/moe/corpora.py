@@ -32,7 +32,7 @@ EOS_TOKEN = "<|endoftext|>"
 
 @dataclass
 class CorpusSpec:
-    """Where one domain's documents come from and how much of them to use.
+    """Source and character budgets of one domain's documents.
 
     ``path`` is a folder for ``files`` and ``fortunes``, and a JSONL file or a hub
     dataset id for ``qa_jsonl``. The special path ``stdlib`` means the standard library
@@ -132,7 +132,14 @@ def _read_qa(spec: CorpusSpec) -> Iterable[tuple[str, list[str]]]:
         from datasets import load_dataset
 
         logger.info("loading %s from the hub (%s)", spec.path, spec.hub_split)
-        rows = list(load_dataset(spec.path, spec.hub_config, split=spec.hub_split))
+        try:
+            rows = list(load_dataset(spec.path, spec.hub_config, split=spec.hub_split))
+        except Exception as error:  # datasets raises many types for a failed fetch
+            raise FileNotFoundError(
+                f"corpus {spec.name!r}: {spec.path} is not a local file and loading it "
+                f"from the hub failed ({type(error).__name__}: {error}). Pass a local "
+                f"JSONL with --corpus-path {spec.name}=PATH"
+            ) from error
     for index, row in enumerate(rows):
         for key in (spec.question_field, spec.answer_field):
             if key not in row:

@@ -289,9 +289,9 @@ def best_ranks(
 ) -> dict[str, int | str]:
     """Pick each expert's best rank from finished 2-expert cells.
 
-    ``by="score"`` maximises the unweighted mean task accuracy (ties go to the smaller
-    rank, with ``full`` counted as larger than every number); ``by="loss"`` minimises
-    the held-out loss on the expert's own domain.
+    ``by="score"`` maximises the unweighted mean task accuracy. Ties go to the smaller
+    rank, and ``full`` counts as larger than every number. ``by="loss"`` minimises the
+    held-out loss on the expert's own domain.
 
     Raises:
         ValueError: an expert has no finished 2-expert cell.

@@ -78,7 +78,9 @@ _TENS = {
 _FACTOR_WORDS = {
     "half": 2, "twice": 2, "double": 2, "doubles": 2, "triple": 3, "thrice": 3,
     "quarter": 4, "dozen": 12, "dozens": 12, "hundred": 100, "thousand": 1000,
-    "percent": 100, "%": 100,
+    "percent": 100, "%": 100, "third": 3, "thirds": 3, "fourth": 4, "fourths": 4,
+    "fifth": 5, "fifths": 5, "sixth": 6, "sixths": 6, "eighth": 8, "eighths": 8,
+    "tenth": 10, "tenths": 10,
 }  # fmt: skip
 _NUMBER_WORD_RE = re.compile(
     r"\b(?:("
@@ -771,17 +773,27 @@ def build_program(question: str, solution: str, gold: Fraction | None = None) ->
 
     for index, step in enumerate(steps[: final + 1]):
         step.operands = []
+        used: set[int] = set()
         for token in step.tokens:
             if token in "+-*/()":
                 step.operands.append(("op", token))
                 continue
             value = Fraction(token)
+            # A step used twice in one calculation ("12/12 = 1") almost always
+            # means a second quantity that has the same value, so the repeat
+            # takes another step with that value, or else becomes a constant.
             source = next(
-                (j for j in range(index - 1, -1, -1) if steps[j].value == value), None
+                (
+                    j
+                    for j in range(index - 1, -1, -1)
+                    if steps[j].value == value and j not in used
+                ),
+                None,
             )
             if source is None:
                 step.operands.append(("const", value))
             else:
+                used.add(source)
                 step.operands.append(("step", source))
 
     needed: set[int] = set()

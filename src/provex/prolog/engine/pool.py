@@ -472,8 +472,8 @@ class PrologPool:
 
         Returns:
             A ``PrologResult``. Every outcome of the program is a status; only a
-            non-string program (``TypeError``) or a closed pool (``RuntimeError``)
-            raises.
+            non-string program (``TypeError``), a ``time_limit`` of 0 or less
+            (``ValueError``) or a closed pool (``RuntimeError``) raises.
 
         Example:
             >>> clpq = ":- use_module(library(clpq)).\n"
@@ -491,6 +491,8 @@ class PrologPool:
                 ),
             )
         limit = self.time_limit if time_limit is None else time_limit
+        if limit <= 0:
+            raise ValueError(f"time_limit must be positive seconds, got {limit}")
         payload = {
             "op": "run",
             "program": program,

@@ -99,11 +99,14 @@ def make_correctness_reward(
 ) -> RewardFunc:
     """Build ``correctness_reward_func``.
 
-    Reads the gold answer from the ``numerical_result`` column. Values: 2.0 when the
-    program binds X to a number within 1e-6 of gold, 1.0 for any other number, and
-    0.5 otherwise (no ``<answer>`` block, syntax or runtime error, timeout, unbound
-    X, a rational such as ``15r2``, a non-numeric term, or no gold answer). The
-    three scores are ``correct_score``, ``numeric_score`` and ``fallback_score``.
+    Reads the gold answer from the ``numerical_result`` column. The program's value
+    is the line the reference executor would print for it (``reference_line``: X
+    after any text the program printed without a final newline), read with
+    ``float()``. Values: 2.0 for a number within 1e-6 of gold, 1.0 for any other
+    number, and 0.5 otherwise (no ``<answer>`` block, syntax or runtime error,
+    timeout, unbound X, a rational such as ``15r2``, a non-numeric term, or no
+    gold answer). The three scores are ``correct_score``, ``numeric_score`` and
+    ``fallback_score``.
     """
     config = config or RewardConfig()
 
