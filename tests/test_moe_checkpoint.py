@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from transformers import FlexOlmoForCausalLM
 from provex.moe.checkpoint import (
     CheckpointError,
     FlexCheckpoint,
+    OutputInterrupted,
     TensorPlan,
     atomic_output_dir,
     convert_layout,
@@ -115,6 +118,22 @@ def test_atomic_dir_removed_on_error(tmp_path):
         raise RuntimeError("interrupted")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_removed_on_sigterm(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(OutputInterrupted), atomic_output_dir(out) as tmp:
+        (tmp / "half.bin").write_text("x")
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_restores_sigterm_handler(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with atomic_output_dir(tmp_path / "out"):
+        pass
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_merge_router_rows_in_order(tiny, tmp_path):

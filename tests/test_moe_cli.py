@@ -93,6 +93,13 @@ def test_compress_not_flexolmo(tmp_path):
     assert "is not a FlexOlmo checkpoint" in result.output
 
 
+def test_params_not_flexolmo(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    result = runner.invoke(app, ["moe", "params", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "cannot count parameters of model_type 'llama'" in result.output
+
+
 def test_params_preset():
     result = runner.invoke(app, ["moe", "params", "flexolmo-7x7b", "--json"])
     assert json.loads(result.output)["total"] == 33_270_665_216

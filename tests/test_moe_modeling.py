@@ -117,6 +117,15 @@ def test_alpha_scales_adapter(mixture):
     assert torch.allclose(_logits(doubled), _logits(model), atol=1e-5)
 
 
+def test_config_alpha_sets_scaling():
+    config = FlexMoreConfig(
+        **tiny_flexolmo_config(2).to_dict()
+        | {"expert_ranks": [0, 4], "expert_alphas": [1.0, 8.0]}
+    )
+    model = FlexMoreForCausalLM(config)
+    assert model.model.layers[0].mlp.experts[1].scaling == 2.0
+
+
 def test_config_alpha_default_scale_one():
     config = FlexMoreConfig(
         **tiny_flexolmo_config(3).to_dict() | {"expert_ranks": [0, 4, 8]}

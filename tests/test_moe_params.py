@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from transformers import FlexOlmoForCausalLM
+from transformers import FlexOlmoForCausalLM, Olmo2Config, Olmo2ForCausalLM
 
 from provex.moe.modeling import compress_model
 from provex.moe.params import breakeven_rank, count_model_parameters, count_parameters
@@ -78,6 +78,25 @@ def test_matches_built_flexmore():
     assert count_parameters(model.config).total == sum(
         p.numel() for p in model.parameters()
     )
+
+
+def test_matches_built_olmo2():
+    config = Olmo2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        eos_token_id=2,
+    )
+    assert count_parameters(config).total == count_model_parameters(
+        Olmo2ForCausalLM(config)
+    )
+
+
+def test_other_architecture_rejected():
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        count_parameters({"model_type": "llama", "hidden_size": 32})
 
 
 def test_unknown_preset_message():

@@ -16,8 +16,19 @@ DEFAULT_CACHE = Path(
 
 
 def _fail(error: Exception) -> typer.Exit:
+    from provex.moe.checkpoint import OutputInterrupted
+
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
+    # 143 = 128 + SIGTERM, the status a shell reports for a terminated process.
+    return typer.Exit(code=143 if isinstance(error, OutputInterrupted) else 2)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input or an interrupted write, reported without a
+    traceback."""
+    from provex.moe.checkpoint import OutputInterrupted
+
+    return (ValueError, KeyError, FileExistsError, OutputInterrupted)
 
 
 @moe_app.command("compress")
@@ -80,7 +91,6 @@ def compress(
     ),
 ) -> None:
     """Turn domain experts into low-rank adapters on the public expert (SVD)."""
-    from provex.moe.checkpoint import CheckpointError
     from provex.moe.lowrank import DecompositionCache, compress_checkpoint
 
     cache = DecompositionCache(
@@ -99,7 +109,7 @@ def compress(
             overwrite=overwrite,
             progress=True,
         )
-    except (CheckpointError, ValueError, FileExistsError, KeyError) as error:
+    except _user_errors() as error:
         raise _fail(error) from error
     typer.echo(report.to_markdown().split("\n\n| layer")[0])
     typer.echo(
@@ -133,7 +143,7 @@ def merge(
     ),
 ) -> None:
     """Merge 2-expert checkpoints into one mixture: public expert, then domains."""
-    from provex.moe.checkpoint import CheckpointError, merge_checkpoints
+    from provex.moe.checkpoint import merge_checkpoints
 
     try:
         merge_checkpoints(
@@ -145,7 +155,7 @@ def merge(
             overwrite=overwrite,
             progress=True,
         )
-    except (CheckpointError, ValueError, FileExistsError) as error:
+    except _user_errors() as error:
         raise _fail(error) from error
     config = json.loads((out / "config.json").read_text())
     typer.echo(
@@ -168,7 +178,7 @@ def opt_out(
     ),
 ) -> None:
     """Remove experts and their router rows (same outputs as masking their logits)."""
-    from provex.moe.checkpoint import CheckpointError, remove_experts
+    from provex.moe.checkpoint import remove_experts
 
     try:
         remove_experts(
@@ -178,7 +188,7 @@ def opt_out(
             overwrite=overwrite,
             progress=True,
         )
-    except (CheckpointError, ValueError, FileExistsError) as error:
+    except _user_errors() as error:
         raise _fail(error) from error
     config = json.loads((out / "config.json").read_text())
     typer.echo(
@@ -197,14 +207,16 @@ def convert_layout(
         help="per_expert (transformers 4.57 keys) or fused (5.x "
         "gate_up_proj/down_proj).",
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace OUT if it exists."
+    ),
 ) -> None:
     """Rewrite a FlexOlmo checkpoint in the other transformers weight layout."""
-    from provex.moe.checkpoint import CheckpointError
     from provex.moe.checkpoint import convert_layout as convert
 
     try:
-        convert(src, out, layout=layout, progress=True)
-    except (CheckpointError, ValueError, FileExistsError) as error:
+        convert(src, out, layout=layout, overwrite=overwrite, progress=True)
+    except _user_errors() as error:
         raise _fail(error) from error
     typer.echo(f"wrote {out} in the {layout} layout")
 
@@ -225,12 +237,11 @@ def export_dense(
     ),
 ) -> None:
     """Write W_base + B A for every adapter: a FlexOlmo checkpoint for vLLM."""
-    from provex.moe.checkpoint import CheckpointError
     from provex.moe.lowrank import materialise_checkpoint
 
     try:
         materialise_checkpoint(src, out, layout, overwrite=overwrite, progress=True)
-    except (CheckpointError, ValueError, FileExistsError) as error:
+    except _user_errors() as error:
         raise _fail(error) from error
     typer.echo(f"wrote {out} (model_type flex_olmo)")
 
@@ -314,7 +325,7 @@ def inspect(
     ),
 ) -> None:
     """Plot singular values of expert-minus-public deltas per expert and layer."""
-    from provex.moe.checkpoint import CheckpointError, FlexCheckpoint, resolve_experts
+    from provex.moe.checkpoint import FlexCheckpoint, resolve_experts
     from provex.moe.lowrank import decompose_checkpoint_spectra, plot_spectra
 
     out = out or ckpt / "spectra"
@@ -329,7 +340,7 @@ def inspect(
         spectra = decompose_checkpoint_spectra(
             ckpt, chosen, progress=True, device=device
         )
-    except (CheckpointError, ValueError) as error:
+    except _user_errors() as error:
         raise _fail(error) from error
     files, summary = plot_spectra(spectra, names, out)
     typer.echo(summary)

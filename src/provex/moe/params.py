@@ -116,6 +116,7 @@ def count_parameters(
         7308234752
     """
     cfg = load_config(config)
+    _check_model_type(cfg)
     hidden = int(cfg["hidden_size"])
     inter = int(cfg["intermediate_size"])
     layers = int(cfg["num_hidden_layers"])
@@ -125,7 +126,7 @@ def count_parameters(
     vocab = int(cfg["vocab_size"])
     experts = int(cfg.get("num_experts", 1))
     top_k = int(cfg.get("num_experts_per_tok", experts))
-    has_router = bool(cfg.get("router", True))
+    has_router = bool(cfg.get("router", cfg.get("model_type") != "olmo2"))
     bias = bool(cfg.get("attention_bias", False))
     ranks = (
         list(ranks)
@@ -160,6 +161,23 @@ def count_parameters(
         shared + _max_active_experts(per_expert, ranks, bases, top_k),
         components,
         per_expert,
+    )
+
+
+# Architectures the formula describes: OLMo-2 style decoders (post-norms, q/k norms
+# over the full width) with a FlexOlmo MoE, a FlexMoRE MoE or one dense MLP.
+COUNTED_MODEL_TYPES = ("flex_olmo", "flex_more", "olmo2")
+
+
+def _check_model_type(cfg: Mapping[str, Any]) -> None:
+    model_type = cfg.get("model_type")
+    if model_type is None or model_type in COUNTED_MODEL_TYPES:
+        return
+    raise ValueError(
+        f"cannot count parameters of model_type {model_type!r}: the formula covers "
+        f"{', '.join(COUNTED_MODEL_TYPES)} (OLMo-2 layers with q/k norms and "
+        "post-norms); pass a FlexOlmo or FlexMoRE checkpoint, or a preset "
+        f"({', '.join(PRESETS)})"
     )
 
 
