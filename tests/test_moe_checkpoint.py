@@ -268,6 +268,12 @@ def test_unknown_expert_rejected(tiny, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_expert_typo_suggests_name(tiny, tmp_path):
+    _, paths = tiny
+    with pytest.raises(ValueError, match="did you mean 'math'"):
+        compress_checkpoint(paths[0], tmp_path / "out", "mth=4")
+
+
 def test_rank_too_large_rejected(tiny, tmp_path):
     _, paths = tiny
     with pytest.raises(ValueError, match="maximum is min.rows, cols. = 32"):

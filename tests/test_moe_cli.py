@@ -100,6 +100,14 @@ def test_params_not_flexolmo(tmp_path):
     assert "cannot count parameters of model_type 'llama'" in result.output
 
 
+def test_params_preset_domain_ranks():
+    ranks = "code=16,creative=1,math=64,news=1,pes2o=1,reddit=1"
+    result = runner.invoke(app, ["moe", "params", "flexmore-7x7b", "--ranks", ranks])
+    assert result.exit_code == 0
+    # 7,299,534,848 + 1,449,984 * (16 + 1 + 64 + 1 + 1 + 1)
+    assert "7,421,333,504" in result.output
+
+
 def test_params_preset():
     result = runner.invoke(app, ["moe", "params", "flexolmo-7x7b", "--json"])
     assert json.loads(result.output)["total"] == 33_270_665_216

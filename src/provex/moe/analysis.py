@@ -377,6 +377,10 @@ def analyze(results: str | Path, out_dir: str | Path) -> dict[str, Any]:
     results = Path(results)
     if results.is_dir():
         results = results / "results.jsonl"
+    if not results.exists():
+        raise FileNotFoundError(
+            f"{results} not found; give a sweep's results.jsonl or its folder"
+        )
     rows = read_results(results)
     if not rows:
         raise ValueError(

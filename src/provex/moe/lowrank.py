@@ -265,23 +265,32 @@ class DecompositionCache:
         return result
 
     def _lookup(self, key: str, rank: int, method: str) -> Decomposition | None:
-        candidates = []
-        if key in self._memory:
-            candidates.append(self._memory[key])
-        if self.directory is not None:
-            for file in sorted(self.directory.glob(f"{key}.*.safetensors")):
-                with contextlib.suppress(
-                    Exception
-                ):  # an unreadable entry is just a miss
-                    candidates.append(_load_entry(file))
-        for entry in candidates:
-            # An exact entry serves any request. A randomized one is used for a
-            # randomized request only, so that --method exact always gets exact factors.
-            if entry.method == "exact" or (
-                method == "randomized" and entry.rank >= rank
-            ):
-                self._remember(key, entry)
-                return entry
+        # An exact entry serves any request. A randomized one is used for a
+        # randomized request only, so that --method exact always gets exact factors.
+        def serves(entry_method: str, entry_rank: int) -> bool:
+            return entry_method == "exact" or (
+                method == "randomized" and entry_rank >= rank
+            )
+
+        entry = self._memory.get(key)
+        if entry is not None and serves(entry.method, entry.rank):
+            self._remember(key, entry)
+            return entry
+        if self.directory is None:
+            return None
+        # File names are <key>.<method>-<rank>.safetensors, so only a file that can
+        # serve the request is read (an exact 7B entry is about 250 MB).
+        for file in sorted(self.directory.glob(f"{key}.*.safetensors")):
+            entry_method, _, entry_rank = file.name.split(".")[1].partition("-")
+            if not entry_rank.isdigit() or not serves(entry_method, int(entry_rank)):
+                continue
+            try:
+                entry = _load_entry(file)
+            except Exception as error:  # an unreadable entry is a miss
+                logger.warning("ignoring unreadable cache entry %s: %s", file, error)
+                continue
+            self._remember(key, entry)
+            return entry
         return None
 
     def _store(self, key: str, entry: Decomposition) -> None:

@@ -32,6 +32,9 @@ OLMO2_7B = {
     "tie_word_embeddings": False,
 }
 
+# Expert order of the FlexMoRE 7-expert mixtures: public first, then the six domains.
+SEVEN_EXPERT_NAMES = ["public", "code", "creative", "math", "news", "pes2o", "reddit"]
+
 PRESETS: dict[str, dict[str, Any]] = {
     "olmo2-7b": {
         **OLMO2_7B,
@@ -40,12 +43,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "router": False,
     },
     "flexolmo-2x7b": {**OLMO2_7B, "num_experts": 2, "num_experts_per_tok": 2},
-    "flexolmo-7x7b": {**OLMO2_7B, "num_experts": 7, "num_experts_per_tok": 5},
+    "flexolmo-7x7b": {
+        **OLMO2_7B,
+        "num_experts": 7,
+        "num_experts_per_tok": 5,
+        "expert_names": SEVEN_EXPERT_NAMES,
+    },
     "flexmore-7x7b": {
         **OLMO2_7B,
         "num_experts": 7,
         "num_experts_per_tok": 5,
         "model_type": "flex_more",
+        "expert_names": SEVEN_EXPERT_NAMES,
     },
 }
 

@@ -444,11 +444,23 @@ def run_sweep(
 
     Returns:
         Ids of the cells run by this call.
+
+    Raises:
+        ValueError: ``jobs`` is below 1, or ``only`` names a cell the plan lacks.
     """
     import multiprocessing
 
     from tqdm.auto import tqdm
 
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    known = {c.id for c in plan.cells}
+    unknown = sorted(set(only or []) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown cell id(s) {unknown}; list the valid ids with "
+            "'provex moe sweep --list-cells'"
+        )
     plan.output.mkdir(parents=True, exist_ok=True)
     (plan.output / "sweep.yaml").write_text(
         yaml.safe_dump(asdict(plan.config), sort_keys=False)
