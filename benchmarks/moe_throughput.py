@@ -5,10 +5,11 @@ batch of 4 x 128 tokens, float32 on CPU. Models compared, all from one random Fl
 
 - ``flexolmo``: ``transformers.FlexOlmoForCausalLM`` with 7 dense experts;
 - ``flexmore-dense``: the same weights in ``FlexMoreForCausalLM`` (all experts dense);
-- ``flexmore-r{16,64,256}``: 6 domain experts as adapters of that rank, the public
-  expert's gate/up products shared by all adapters a token is routed to;
-- ``flexmore-r64-unshared``: rank 64 with every adapter recomputing the public
-  expert's gate/up products (the reference implementation's dispatch).
+- ``flexmore-r{16,64,256}`` (``--ranks``): 6 domain experts as adapters of that rank,
+  the public expert's gate/up products shared by all adapters a token is routed to;
+- ``flexmore-r64-unshared``: rank 64 (or the first of ``--ranks`` without 64) with
+  every adapter recomputing the public expert's gate/up products (the reference
+  implementation's dispatch).
 
 Reports median seconds per forward pass, tokens per second and parameter counts.
 
@@ -59,6 +60,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model")
     parser.add_argument(
+        "--ranks",
+        type=str,
+        default="16,64,256",
+        help="comma-separated adapter ranks, each at most min(H, I)",
+    )
+    parser.add_argument(
         "--json", type=str, default="", help="write the results to this JSON file"
     )
     args = parser.parse_args()
@@ -81,12 +88,14 @@ def main() -> None:
         "flexolmo": base,
         "flexmore-dense": FlexMoreForCausalLM.from_flexolmo(base),
     }
-    for rank in (16, 64, 256):
+    ranks = [int(r) for r in args.ranks.split(",")]
+    for rank in ranks:
         models[f"flexmore-r{rank}"] = compress_model(base, rank).eval()
-    unshared = compress_model(base, 64).eval()
+    unshared_rank = 64 if 64 in ranks else ranks[0]
+    unshared = compress_model(base, unshared_rank).eval()
     for layer in unshared.model.layers:
         layer.mlp.experts.share_base_projections = False
-    models["flexmore-r64-unshared"] = unshared
+    models[f"flexmore-r{unshared_rank}-unshared"] = unshared
 
     reference = None
     rows = []

@@ -180,6 +180,25 @@ def test_merge_masked_equals_two_expert(tiny, tmp_path):
     assert torch.allclose(logits, _logits(paths[0]), atol=1e-5)
 
 
+def test_merge_compressed_inputs(tiny, tmp_path):
+    from provex.moe.modeling import FlexMoreForCausalLM
+
+    _, paths = tiny
+    compress_checkpoint(paths[0], tmp_path / "math-r4", 4)
+    compress_checkpoint(paths[1], tmp_path / "code-r8", 8)
+    sources = [tmp_path / "math-r4", tmp_path / "code-r8", paths[2]]
+    merge_checkpoints(sources, tmp_path / "merged", names=["math", "code", "news"])
+    config = json.loads((tmp_path / "merged" / "config.json").read_text())
+    assert config["expert_ranks"] == [0, 4, 8, 0]
+    model = FlexMoreForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    model.set_opted_out(["code", "news"])
+    two_expert = FlexMoreForCausalLM.from_pretrained(tmp_path / "math-r4").eval()
+    with torch.no_grad():
+        logits = model(TOKENS).logits
+        expected = two_expert(TOKENS).logits
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
 def test_merge_mixed_layouts(tiny, tmp_path):
     _, paths = tiny
     convert_layout(paths[1], tmp_path / "code-fused", "fused")

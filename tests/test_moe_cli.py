@@ -130,6 +130,18 @@ def test_inspect_writes_png(tiny, tmp_path):
     assert len(json.loads((tmp_path / "s" / "spectra.json").read_text())) == 6
 
 
+def test_inspect_rejects_adapter_expert(tiny, tmp_path):
+    from provex.moe.lowrank import compress_checkpoint
+
+    _, paths = tiny
+    compress_checkpoint(paths[0], tmp_path / "r4", 4)
+    args = ["moe", "inspect", str(tmp_path / "r4"), "--experts", "math"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "expert 'math'" in result.output
+    assert "is a rank-4 adapter" in result.output
+
+
 def test_opt_out_command(tiny, tmp_path):
     _, paths = tiny
     runner.invoke(app, ["moe", "merge", str(tmp_path / "m"), *map(str, paths)])

@@ -259,7 +259,7 @@ def test_sweep_jobs_zero_rejected():
     assert "--jobs" in result.output
 
 
-def test_files_corpus_budget_cuts_long_files(tmp_path):
+def test_files_corpus_budget_keeps_whole_files(tmp_path):
     for index in range(6):
         (tmp_path / f"long{index}.txt").write_text(("y" * 99 + "\n") * 50)
     spec = CorpusSpec(
@@ -272,7 +272,14 @@ def test_files_corpus_budget_cuts_long_files(tmp_path):
         heldout_chars=250,
     )
     domain = load_domain(spec, heldout_fraction=0.5, seed=0)
-    # Every piece has 100 characters, so each split stops at the third (300 >= 250)
-    # although each file has 50 pieces.
-    assert len(domain.train) == 3
-    assert len(domain.heldout) == 3
+    # Each file is 50 pieces of 100 characters. The first file of a split passes the
+    # 250-character budget, so no second file joins it.
+    assert len(domain.train) == 50
+    assert len(domain.heldout) == 50
+
+
+def test_missing_sweep_config_lists_names():
+    from provex.moe.sweep import load_sweep_config
+
+    with pytest.raises(FileNotFoundError, match=r"one of \['default'\]"):
+        load_sweep_config("no-such-sweep")

@@ -107,7 +107,6 @@ def presets_command() -> None:
     """List the training presets shipped with provex (names for --config) and the
     accelerate configs for multi-GPU runs."""
     from provex.prolog.train import list_presets
-
     from provex.prolog.train.config import accelerate_config
 
     for name, path in list_presets().items():

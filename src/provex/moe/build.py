@@ -111,7 +111,9 @@ def load_build_config(path: str | Path) -> BuildConfig:
     if not path.exists() and (PACKAGED_CONFIGS / f"build-{path.name}.yaml").exists():
         path = PACKAGED_CONFIGS / f"build-{path.name}.yaml"
     if not path.exists():
-        packaged = sorted(p.stem for p in PACKAGED_CONFIGS.glob("build-*.yaml"))
+        packaged = sorted(
+            p.stem.removeprefix("build-") for p in PACKAGED_CONFIGS.glob("build-*.yaml")
+        )
         raise FileNotFoundError(
             f"build config {path} not found; give a YAML path or one of {packaged}"
         )

@@ -185,9 +185,10 @@ def load_domain(
         seed: changes which documents are held out and which fit in the budgets.
 
     Returns:
-        The domain. Each split stops growing once it reaches its budget
-        (``train_chars`` / ``heldout_chars``), so it exceeds the budget by less than
-        one piece of ``max_doc_chars`` characters.
+        The domain. Source documents (files, rows, entries) are added whole, with all
+        their pieces, until a split reaches its budget (``train_chars`` /
+        ``heldout_chars``). So a split can exceed its budget by up to one source
+        file: a small budget still gets pieces of more than one file.
     """
     readers = {"files": _read_files, "qa_jsonl": _read_qa, "fortunes": _read_fortunes}
     if spec.kind not in readers:
@@ -211,8 +212,6 @@ def load_domain(
             continue
         target = heldout if split == "heldout" else train
         for piece in pieces:
-            if sizes[split] >= budget:
-                break
             target.append(piece)
             sizes[split] += len(piece)
         if (

@@ -585,8 +585,8 @@ def compress_checkpoint(
         raise ValueError(f"unknown SVD method {method!r}; use one of {METHODS}")
     if layout == "fused" and not dense:
         raise ValueError(
-            "the fused layout stores dense experts only; pass dense=True or "
-            "layout='per_expert'"
+            "the fused layout stores dense experts only; add --dense (dense=True) or "
+            "use --layout per_expert"
         )
     if not isinstance(cache, DecompositionCache):
         cache = DecompositionCache(cache, device=device)
@@ -778,9 +778,10 @@ def decompose_checkpoint_spectra(
     progress: bool = False,
     device: str = "cpu",
 ) -> dict[tuple[int, int, str], torch.Tensor]:
-    """Compute all singular values of every domain-expert delta.
+    """Compute all singular values of every dense domain-expert delta.
 
-    Uses ``torch.linalg.svdvals`` (no singular vectors), one matrix at a time, on
+    ``experts=None`` selects every dense domain expert. Uses
+    ``torch.linalg.svdvals`` (no singular vectors), one matrix at a time, on
     ``device``. Returns ``{(layer, expert, projection): S}`` with CPU tensors.
     """
     import torch
@@ -788,13 +789,21 @@ def decompose_checkpoint_spectra(
 
     spectra = {}
     with FlexCheckpoint(src) as ckpt:
-        chosen = (
-            list(experts) if experts is not None else list(range(1, ckpt.num_experts))
-        )
+        names = ckpt.expert_names
+        dense = [e for e in range(1, ckpt.num_experts) if ckpt.expert_ranks[e] == 0]
+        chosen = list(experts) if experts is not None else dense
+        if not chosen:
+            raise CheckpointError(
+                f"{src} has no dense domain expert (expert_ranks "
+                f"{ckpt.expert_ranks}); inspect the checkpoint from before compress"
+            )
         for e in chosen:
             if ckpt.expert_ranks[e] != 0:
                 raise CheckpointError(
-                    f"expert {e} of {src} is low-rank; inspect the dense checkpoint"
+                    f"expert {names[e]!r} of {src} is a rank-{ckpt.expert_ranks[e]} "
+                    "adapter, so it has no dense delta to inspect; choose dense "
+                    "experts with --experts or inspect the checkpoint from before "
+                    "compress"
                 )
         jobs = [
             (layer, e, p)

@@ -88,7 +88,9 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     if not path.exists() and (PACKAGED_CONFIGS / f"sweep-{path.name}.yaml").exists():
         path = PACKAGED_CONFIGS / f"sweep-{path.name}.yaml"
     if not path.exists():
-        packaged = sorted(p.stem for p in PACKAGED_CONFIGS.glob("sweep-*.yaml"))
+        packaged = sorted(
+            p.stem.removeprefix("sweep-") for p in PACKAGED_CONFIGS.glob("sweep-*.yaml")
+        )
         raise FileNotFoundError(
             f"sweep config {path} not found; give a YAML path or one of {packaged}"
         )
