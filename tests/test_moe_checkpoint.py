@@ -343,6 +343,15 @@ def test_compress_by_domain_name(tiny, tmp_path):
     assert config["expert_names"] == ["public", "math"]
 
 
+def test_report_full_rank_error_near_zero(tiny, tmp_path):
+    _, paths = tiny
+    report = compress_checkpoint(paths[0], tmp_path / "r32", 32, method="exact")
+    errors = [matrix.relative_error for matrix in report.matrices]
+    assert len(errors) == 6
+    # The float32 energy formula alone reports about 5e-4 here.
+    assert max(errors) < 1e-5
+
+
 def test_stale_partial_removed(tmp_path):
     stale = tmp_path / ".out.partial-999999999"
     stale.mkdir()

@@ -19,9 +19,12 @@ DEFAULT_CACHE = Path(
 def _fail(error: Exception) -> typer.Exit:
     from provex.moe.checkpoint import OutputInterrupted
 
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    interrupted = isinstance(error, OutputInterrupted)
+    # An interrupted progress bar has not ended its line yet.
+    prefix = "\n" if interrupted else ""
+    typer.secho(f"{prefix}error: {error}", fg=typer.colors.RED, err=True)
     # 143 = 128 + SIGTERM, the status a shell reports for a terminated process.
-    return typer.Exit(code=143 if isinstance(error, OutputInterrupted) else 2)
+    return typer.Exit(code=143 if interrupted else 2)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
