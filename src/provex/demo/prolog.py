@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -255,21 +256,16 @@ def _grpo_stage(settings: DemoSettings, stages: Stages, train_file: Path) -> Non
 
     def work() -> dict[str, Any]:
         from provex.prolog.train import plot_run
-        from provex.prolog.train.callbacks import read_metrics
 
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         run_cli(["prolog", "train", "--config", str(config_file)])
         plot_run(out)
-        steps = [row for row in read_metrics(out / "metrics.jsonl") if "step" in row]
-        last = steps[-1] if steps else {}
-        return {
-            "steps": settings.grpo_steps,
-            "final_reward": last.get("reward_total", last.get("reward")),
-            "plot": str((out / "rewards.png").relative_to(settings.out)),
-        }
+        return {"steps": settings.grpo_steps, **grpo_result(settings)}
 
-    # New training programs invalidate the adapter trained on the old ones.
-    params = {**config, "data_built": finished_at(stages, "prolog/data")}
+    # Other training programs invalidate the adapter trained on the old ones, but
+    # a new evaluation slice does not.
+    digest = hashlib.sha256(train_file.read_bytes()).hexdigest()[:16]
+    params = {**config, "train_programs_sha256": digest}
     stages.run(
         "prolog/grpo",
         f"GRPO fine-tune with Prolog rewards, {_steps(settings.grpo_steps)}",
@@ -281,3 +277,19 @@ def _grpo_stage(settings: DemoSettings, stages: Stages, train_file: Path) -> Non
 
 def _steps(count: int) -> str:
     return f"{count} step" if count == 1 else f"{count} steps"
+
+
+def grpo_result(settings: DemoSettings) -> dict[str, Any]:
+    """Return the last training step's mean total reward and the reward plot's path
+    (relative to the demo folder), read from the GRPO run's metrics."""
+    from provex.prolog.train.callbacks import read_metrics
+
+    out = grpo_dir(settings)
+    path = out / "metrics.jsonl"
+    metrics = read_metrics(path) if path.exists() else []
+    steps = [row for row in metrics if row.get("event") != "summary"]
+    last = steps[-1] if steps else {}
+    return {
+        "final_reward": last.get("reward_total", last.get("reward")),
+        "plot": str((out / "rewards.png").relative_to(settings.out)),
+    }

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from provex.demo.flexmore import expert_table, mixture_table, sweep_dir
-from provex.demo.prolog import PROTOCOLS, eval_dir, grpo_dir, prolog_dir
+from provex.demo.prolog import (
+    PROTOCOLS,
+    eval_dir,
+    grpo_dir,
+    grpo_result,
+    prolog_dir,
+)
 from provex.demo.settings import DemoSettings
 from provex.demo.stages import StageRecord
 
@@ -118,7 +124,7 @@ def _prolog_section(settings: DemoSettings, records: dict[str, StageRecord]) -> 
             "completions of "
             f"at most {settings.completion_tokens} tokens per prompt, LoRA rank "
             f"{settings.lora_r}, reward preset suite1. Final mean reward: "
-            f"{_number(grpo.info.get('final_reward'))}. Adapter and metrics: "
+            f"{_number(grpo_result(settings)['final_reward'])}. Adapter and metrics: "
             f"`{grpo_dir(settings).relative_to(settings.out)}/`; options: "
             "`prolog/grpo-config.yaml`.",
             "",
