@@ -1,4 +1,4 @@
-"""The ``provex`` command line: ``provex prolog ...``, ``provex moe ...``, ``provex models ...``."""
+"""The ``provex`` command line: ``provex prolog``, ``provex moe`` and ``provex models``."""
 
 from provex.commands import app
 

@@ -338,8 +338,11 @@ def run_tasks(
         raise ValueError(
             f"task(s) {unknown} not in {tasks_dir}; it has {sorted(categories)}"
         )
+    if max_length is None:
+        max_length = getattr(model.config, "max_position_embeddings", None)
     if max_length is not None:
-        # lm-eval rejects a choice longer than the window, so widen it to fit.
+        # lm-eval rejects a choice longer than the window, so widen it to fit. RoPE
+        # models accept positions past the trained length.
         longest = _longest_choice(tokenizer, tasks_dir, names, limit)
         max_length = max(max_length, longest + 1)
     lm = HFLM(
