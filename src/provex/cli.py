@@ -1,4 +1,4 @@
-"""The ``provex`` command line: ``provex prolog``, ``provex moe`` and ``provex models``."""
+"""The ``provex`` command line, with the groups ``prolog``, ``moe`` and ``models``."""
 
 from provex.commands import app
 
