@@ -9,8 +9,6 @@ STAMP := $(VENV)/.provex-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-export HF_HUB_OFFLINE ?= 1
-export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install system-packages demo test test-fast lint format bench clean

@@ -287,8 +287,11 @@ def params(
         typer.echo(f"{name:<14} {value:>16,}")
     typer.echo(f"{'total':<14} {count.total:>16,}")
     typer.echo(f"{'active/token':<14} {count.active:>16,}")
+    typer.echo("per expert:")
+    names = config.get("expert_names") or default_expert_names(len(count.per_expert))
     for index, value in enumerate(count.per_expert):
-        typer.echo(f"  expert {index:<5} {value:>16,}")
+        label = f"{index} {names[index]}" if index < len(names) else str(index)
+        typer.echo(f"  {label:<12} {value:>16,}")
     hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
     typer.echo(
         "adapters hold more than a dense expert above rank "

@@ -116,7 +116,8 @@ class FlexCheckpoint:
     and ``experts.{e}.up_proj.weight``, each read as a slice of one expert.
 
     Args:
-        path: checkpoint directory with ``config.json`` and safetensors weights.
+        path: checkpoint directory with ``config.json`` and safetensors weights, or a
+            hub id such as ``allenai/Flex-math-2x7B-1T`` (downloaded to the hub cache).
 
     Raises:
         CheckpointError: the directory, config or a shard is missing or corrupt, or the
@@ -128,7 +129,7 @@ class FlexCheckpoint:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = resolve_checkpoint(path)
         self.config = read_config(self.path)
         model_type = self.config.get("model_type")
         if model_type not in FLEX_MODEL_TYPES:
@@ -331,6 +332,35 @@ class FlexCheckpoint:
 def default_expert_names(num_experts: int) -> list[str]:
     """Return ``["public", "expert1", ...]`` for a checkpoint without expert names."""
     return ["public"] + [f"expert{i}" for i in range(1, num_experts)]
+
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Return a local checkpoint directory for ``path``, downloading a hub id.
+
+    A path that exists locally is returned as it is. A string shaped like a hub id
+    (``owner/name``) that is not a local path is fetched with
+    ``huggingface_hub.snapshot_download`` (config, tokenizer and safetensors files).
+    Anything else is returned unchanged, so ``read_config`` reports it as missing.
+    """
+    local = Path(path)
+    if local.exists() or not _HUB_ID.match(str(path)):
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            str(path), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]
+        )
+    except Exception as error:  # the hub client raises many types when offline
+        raise CheckpointError(
+            f"checkpoint {path} is neither a local directory nor downloadable from "
+            f"the hub ({type(error).__name__}: {error}). Download it first, e.g. "
+            f"`hf download {path} --local-dir DIR`, and pass DIR."
+        ) from error
+    return Path(folder)
 
 
 def read_config(path: Path) -> dict[str, Any]:
