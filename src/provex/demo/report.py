@@ -144,8 +144,8 @@ def _moe_section(settings: DemoSettings, records: dict[str, StageRecord]) -> str
     if build is not None:
         heldout = build.info.get("heldout", {})
         parts += [
-            f"Build (cached): `{build.info.get('build')}`. Held-out loss per domain, "
-            "in nats per token:",
+            f"Build folder (reused by later runs): `{build.info.get('build')}`. "
+            "Held-out loss per domain, in nats per token:",
             "",
             _table(
                 ["domain", "public model", "public + own expert", "merged mixture"],
