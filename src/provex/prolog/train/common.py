@@ -202,3 +202,32 @@ def save_merged(model: Any, tokenizer: Any, out_dir: Path) -> Path:
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def train_and_save(
+    trainer: Any,
+    parts: dict[str, Any],
+    args: ProvexArguments,
+    metrics_path: Path,
+    started: float,
+) -> TrainResult:
+    """Train (resuming when ``parts["resume_from"]`` is set), save the adapter and
+    tokenizer, optionally a merged model, and return the run's ``TrainResult``."""
+    output_dir = Path(trainer.args.output_dir)
+    resume = parts["resume_from"]
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.save_model(str(output_dir))
+    parts["tokenizer"].save_pretrained(str(output_dir))
+    merged = None
+    if args.save_merged and trainer.is_world_process_zero():
+        merged = save_merged(trainer.model, parts["tokenizer"], output_dir / "merged")
+    return TrainResult(
+        output_dir=output_dir,
+        global_step=trainer.state.global_step,
+        metrics_file=metrics_path,
+        resumed_from=resume,
+        merged_dir=merged,
+        wall_s=time.time() - started,
+        peak_rss_mb=peak_rss_mb(),
+        log_history=list(trainer.state.log_history),
+    )

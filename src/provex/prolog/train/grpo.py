@@ -100,22 +100,4 @@ def run_grpo(
         peft_config=parts["peft_config"],
         callbacks=[MetricsJsonl(metrics_path), *(callbacks or [])],
     )
-    resume = parts["resume_from"]
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trainer.save_model(str(output_dir))
-    parts["tokenizer"].save_pretrained(str(output_dir))
-    merged = None
-    if args.save_merged and trainer.is_world_process_zero():
-        merged = common.save_merged(
-            trainer.model, parts["tokenizer"], output_dir / "merged"
-        )
-    return common.TrainResult(
-        output_dir=output_dir,
-        global_step=trainer.state.global_step,
-        metrics_file=metrics_path,
-        resumed_from=resume,
-        merged_dir=merged,
-        wall_s=time.time() - started,
-        peak_rss_mb=common.peak_rss_mb(),
-        log_history=list(trainer.state.log_history),
-    )
+    return common.train_and_save(trainer, parts, args, metrics_path, started)
