@@ -303,15 +303,23 @@ class TransformersGenerator(Generator):
         ).to(device)
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        sample = params.temperature > 0
+        if params.n > 1:
+            enc = {k: v.repeat_interleave(params.n, dim=0) for k, v in enc.items()}
         kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens,
-            do_sample=sample,
-            num_return_sequences=params.n,
+            do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        if sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.temperature > 0:
+            # Sampling runs as a logits processor under greedy decoding: the same
+            # distribution as transformers' temperature and top-p warpers, without
+            # sorting the vocabulary at every step (see provex.prolog.nucleus).
+            from transformers import LogitsProcessorList
+
+            from provex.prolog.nucleus import NucleusSampler
+
+            sampler = NucleusSampler(params.temperature, params.top_p)
+            kwargs.update(logits_processor=LogitsProcessorList([sampler]))
         if params.stop:
             # NOTE: transformers matches stop strings against the end of prompt plus
             # output, so a prompt ending in the start of a stop string (say "</ans")
