@@ -119,3 +119,13 @@ def test_model_required():
 def test_missing_config_lists_presets():
     with pytest.raises(FileNotFoundError, match="reference-grpo"):
         parse_train_args(["--config", "nope"], mode="grpo")
+
+
+def test_preset_summary_joins_comment_lines():
+    from provex.commands.train import preset_summary
+
+    text = (
+        "# Small run on a CPU: the model\n# (prepared once). Slow.\nmodel: x\n# late\n"
+    )
+    assert preset_summary(text) == "Small run on a CPU: the model (prepared once)."
+    assert preset_summary("# No period here\nkey: 1\n") == "No period here"

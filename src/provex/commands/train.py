@@ -110,11 +110,22 @@ def presets_command() -> None:
     from provex.prolog.train.config import accelerate_config
 
     for name, path in list_presets().items():
-        first = path.read_text().splitlines()[0].lstrip("# ").strip()
-        typer.echo(f"{name:<22} {first}")
+        typer.echo(f"{name:<22} {preset_summary(path.read_text())}")
     typer.echo("\naccelerate launch configs (--config_file):")
     for name in ("zero2", "zero3", "fsdp2"):
         typer.echo(f"  {name:<8} {accelerate_config(name)}")
+
+
+def preset_summary(text: str) -> str:
+    """First sentence of a preset file's leading comment block."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    words = " ".join(lines)
+    end = words.find(". ")
+    return words if end < 0 else words[: end + 1]
 
 
 @prolog_app.command("plot")
