@@ -134,6 +134,21 @@ def test_transformers_seed_repeats(tiny):
     assert first == second
 
 
+def test_transformers_samples_differ(tiny):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8, stop=(), n=4)
+    texts = [g.text for g in tiny.generate(["q"], params.with_(seed=1))]
+    assert len(set(texts)) > 1
+
+
+def test_transformers_tiny_top_p_is_greedy(tiny):
+    # A nucleus of mass 1e-6 holds only the most likely token.
+    greedy = SamplingParams(temperature=0, max_tokens=6, stop=())
+    narrow = SamplingParams(temperature=1.0, top_p=1e-6, max_tokens=6, stop=(), n=2)
+    expected = tiny.generate(["(USER) one"], greedy)[0].text
+    got = [g.text for g in tiny.generate(["(USER) one"], narrow)]
+    assert got == [expected, expected]
+
+
 def test_transformers_batch_matches_single(tiny):
     greedy = SamplingParams(temperature=0, max_tokens=6, stop=())
     alone = tiny.generate(["(USER) one"], greedy)[0].text
