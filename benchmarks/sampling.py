@@ -3,7 +3,7 @@
 Both draw a token per row from softmax(logits / T) restricted to the top-p nucleus.
 transformers sorts each row of the vocabulary; ``NucleusSampler`` looks at the
 largest logits first and sorts only rows whose nucleus does not fit there. The
-logits are random, scaled so the nucleus holds a few dozen tokens, as it does for a
+logits are random, scaled so the nucleus contains a few dozen tokens, as it does for a
 language model at temperature 0.2. ``--model`` also times whole ``generate`` calls
 of a real model, with either sampler.
 
@@ -71,20 +71,30 @@ def time_generate(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=20)
-    parser.add_argument("--vocab", type=int, default=262_144, help="Gemma 3's")
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=262_144,
+        help="Vocabulary size (default: Gemma 3's).",
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", help="also time generate() of this model")
+    parser.add_argument(
+        "--model",
+        help="Also time generate() of this model (hub id, directory or package).",
+    )
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--prompt-tokens", type=int, default=300)
     parser.add_argument("--new-tokens", type=int, default=32)
     args = parser.parse_args()
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     logits = torch.randn(args.batch, args.vocab) * 3.0
     sampler = NucleusSampler(0.2, 0.95)
     slow = time_steps(lambda: transformers_step(logits, 0.2, 0.95), args.repeats)
     fast = time_steps(lambda: sampler(None, logits), args.repeats)
+
     result = {
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, {args.threads} torch threads",

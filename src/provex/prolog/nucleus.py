@@ -21,9 +21,9 @@ import torch
 def nucleus_mask(probs_desc: torch.Tensor, top_p: float) -> torch.Tensor:
     """Which tokens of rows sorted by falling probability belong to the nucleus.
 
-    A token is kept when the mass of the tokens ranked above it is below ``top_p``,
-    which is the rule of ``transformers``' ``TopPLogitsWarper``; the most likely
-    token is always kept.
+    A token is kept when the mass of the tokens ranked above it is below ``top_p``.
+    This is the rule of ``TopPLogitsWarper`` in transformers 5, and it always keeps
+    the most likely token.
     """
     above = probs_desc.cumsum(dim=-1) - probs_desc
     return above < top_p
@@ -62,15 +62,15 @@ class NucleusSampler:
         fits = top_probs.sum(dim=-1) >= self.top_p
         if fits.any():
             rows = fits.nonzero().squeeze(-1)
-            kept = top_probs[rows] * nucleus_mask(top_probs[rows], self.top_p)
-            pick = torch.multinomial(kept, 1)
+            nucleus_probs = top_probs[rows] * nucleus_mask(top_probs[rows], self.top_p)
+            pick = torch.multinomial(nucleus_probs, 1)
             tokens[rows] = top_ids[rows].gather(-1, pick).squeeze(-1)
         if not fits.all():
             rows = (~fits).nonzero().squeeze(-1)
             probs = torch.softmax(logits[rows], dim=-1)
             probs_desc, order = probs.sort(dim=-1, descending=True)
-            kept = probs_desc * nucleus_mask(probs_desc, self.top_p)
-            pick = torch.multinomial(kept, 1)
+            nucleus_probs = probs_desc * nucleus_mask(probs_desc, self.top_p)
+            pick = torch.multinomial(nucleus_probs, 1)
             tokens[rows] = order.gather(-1, pick).squeeze(-1)
         return tokens
 
