@@ -1,7 +1,7 @@
 """Time of one sampling step: transformers' top-p warper against provex's sampler.
 
 Both draw a token per row from softmax(logits / T) restricted to the top-p nucleus.
-transformers sorts each row of the vocabulary; ``NucleusSampler`` looks at the
+transformers sorts each row of the vocabulary. ``NucleusSampler`` looks at the
 largest logits first and sorts only rows whose nucleus does not fit there. The
 logits are random, scaled so the nucleus contains a few dozen tokens, as it does for a
 language model at temperature 0.2. ``--model`` also times whole ``generate`` calls

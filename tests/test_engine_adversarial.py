@@ -132,16 +132,19 @@ CRASH = "solve(X) :- X is 2^(2^29), Y is X*X, Y > 0."
 ANSWERS = itertools.count(1000)
 
 
+# A 32 MiB stack makes runaway recursion overflow well within the time limit.
+LIMITS = dict(
+    workers=1,
+    time_limit=0.5,
+    hard_time_limit=1.5,
+    memory_limit=400 * 1024**2,
+    stack_limit=32 * 1024**2,
+)
+
+
 @pytest.fixture(scope="module")
 def pool():
-    # A 32 MiB stack makes runaway recursion overflow well within the time limit.
-    with PrologPool(
-        workers=1,
-        time_limit=0.5,
-        hard_time_limit=1.5,
-        memory_limit=400 * 1024**2,
-        stack_limit=32 * 1024**2,
-    ) as pool:
+    with PrologPool(**LIMITS) as pool:
         yield pool
 
 
@@ -149,14 +152,7 @@ def pool():
 def timing_pool():
     # An inference limit that no loop reaches within the time limit, so that the
     # timeout cases end by time on a fast, idle machine too.
-    with PrologPool(
-        workers=1,
-        time_limit=0.5,
-        hard_time_limit=1.5,
-        inference_limit=10**11,
-        memory_limit=400 * 1024**2,
-        stack_limit=32 * 1024**2,
-    ) as pool:
+    with PrologPool(**LIMITS, inference_limit=10**11) as pool:
         yield pool
 
 

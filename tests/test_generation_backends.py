@@ -141,7 +141,7 @@ def test_transformers_samples_differ(tiny):
 
 
 def test_transformers_tiny_top_p_is_greedy(tiny):
-    # A nucleus of mass 1e-6 holds only the most likely token.
+    # A nucleus of mass 1e-6 contains only the most likely token.
     greedy = SamplingParams(temperature=0, max_tokens=6, stop=())
     narrow = SamplingParams(temperature=1.0, top_p=1e-6, max_tokens=6, stop=(), n=2)
     expected = tiny.generate(["(USER) one"], greedy)[0].text

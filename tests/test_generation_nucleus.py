@@ -76,7 +76,10 @@ def test_processor_leaves_one_finite_entry():
     assert torch.isfinite(out).sum(dim=-1).tolist() == [1, 1, 1]
 
 
-@pytest.mark.parametrize(("temperature", "top_p"), [(0.0, 0.9), (1.0, 0.0), (1.0, 1.5)])
-def test_rejects_invalid(temperature, top_p):
+@pytest.mark.parametrize(
+    ("temperature", "top_p", "candidates"),
+    [(0.0, 0.9, 8), (1.0, 0.0, 8), (1.0, 1.5, 8), (1.0, 0.9, 0)],
+)
+def test_rejects_invalid(temperature, top_p, candidates):
     with pytest.raises(ValueError):
-        NucleusSampler(temperature, top_p)
+        NucleusSampler(temperature, top_p, candidates=candidates)

@@ -129,3 +129,4 @@ def test_preset_summary_joins_comment_lines():
     )
     assert preset_summary(text) == "Small run on a CPU: the model (prepared once)."
     assert preset_summary("# No period here\nkey: 1\n") == "No period here"
+    assert preset_summary("# First line\n#\n# second. More\n") == "First line second."

@@ -123,7 +123,7 @@ def preset_summary(text: str) -> str:
         if not line.startswith("#"):
             break
         lines.append(line.lstrip("# ").strip())
-    words = " ".join(lines)
+    words = " ".join(line for line in lines if line)
     end = words.find(". ")
     return words if end < 0 else words[: end + 1]
 

@@ -311,9 +311,9 @@ class TransformersGenerator(Generator):
             pad_token_id=self.tokenizer.pad_token_id,
         )
         if params.temperature > 0:
-            # Sampling runs as a logits processor under greedy decoding: the same
-            # distribution as transformers' temperature and top-p warpers, without
-            # sorting the vocabulary at every step (see provex.prolog.nucleus).
+            # Sampling runs as a logits processor under greedy decoding. It draws from
+            # the same distribution as transformers' temperature and top-p warpers
+            # without sorting the vocabulary at every step (provex.prolog.nucleus).
             from transformers import LogitsProcessorList
 
             from provex.prolog.nucleus import NucleusSampler

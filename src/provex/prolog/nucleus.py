@@ -19,7 +19,7 @@ import torch
 
 
 def nucleus_mask(probs_desc: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Which tokens of rows sorted by falling probability belong to the nucleus.
+    """Mark the nucleus tokens of rows sorted by falling probability.
 
     A token is kept when the mass of the tokens ranked above it is below ``top_p``.
     This is the rule of ``TopPLogitsWarper`` in transformers 5, and it always keeps
@@ -33,10 +33,11 @@ class NucleusSampler:
     """Sample one token per row with temperature and top-p.
 
     Args:
-        temperature: divides the logits before the softmax; must be positive.
-        top_p: nucleus mass in (0, 1]; 1 samples from the whole distribution.
-        candidates: how many of the largest logits to look at before falling back to
-            a full sort.
+        temperature: divisor of the logits before the softmax. Must be positive.
+        top_p: nucleus mass in (0, 1]. A value of 1 samples from the whole
+            distribution.
+        candidates: number of largest logits to look at before falling back to a
+            full sort.
     """
 
     def __init__(self, temperature: float, top_p: float, candidates: int = 512):
@@ -44,6 +45,8 @@ class NucleusSampler:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
         self.temperature = temperature
         self.top_p = top_p
         self.candidates = candidates
